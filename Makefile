@@ -1,0 +1,64 @@
+# The one entry point for people and CI. Each concern keeps its recipes in mk/*.mk and
+# adds its targets to LINT_TARGETS / TEST_TARGETS, so the fragments never collide.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BUILD := build
+LANGS := bash c java js python
+
+LINT_TARGETS :=
+TEST_TARGETS :=
+
+help:
+	@echo "make test         lint, unit tests, clients check, conformance, short soak, bench smoke"
+	@echo "make conformance  play every scenario against every client and print the matrix"
+	@echo "make lint         mypy, ruff, and each client's own compiler or linter"
+	@echo "make unit         pytest for the server"
+	@echo "make clients      render clients/ from the templates"
+	@echo "make bench        benchmarks against pipe-io-server 1.0.3 and the raw-pipe floor"
+	@echo "make soak         chaos soak (DURATION=120 SEED=...)"
+	@echo "make demo         an echo server on ./demo-in and ./demo-out"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+unit: $(STAMP)
+	$(PY) -m pytest server/tests
+
+lint-server: $(STAMP)
+	$(BIN)/ruff check server conformance bench
+	$(BIN)/ruff format --check server conformance bench
+	$(BIN)/mypy server/pipe_io_server
+
+clients: $(STAMP)
+	for lang in $(LANGS); do \
+	  rm -rf clients/$$lang; \
+	  $(BIN)/pipe-io-server client $$lang --dest clients/$$lang >/dev/null; \
+	done
+
+clients-check: clients
+	@git diff --quiet -- clients && test -z "$$(git status --porcelain -- clients)" || \
+	  { git status --short -- clients; echo "clients/ differs from a fresh render of the templates"; exit 1; }
+
+demo: $(STAMP)
+	@echo "echo server on ./demo-in (send) and ./demo-out (receive); Ctrl-C stops it"
+	$(BIN)/pipe-io-server serve demo-in demo-out --verbose
+
+-include mk/*.mk
+
+lint: lint-server $(LINT_TARGETS)
+
+test: lint clients-check unit $(TEST_TARGETS)
+
+.PHONY: help venv unit lint lint-server clients clients-check demo test
