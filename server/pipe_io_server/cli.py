@@ -14,7 +14,9 @@ from types import FrameType
 from typing import NoReturn
 
 from . import __version__, codegen
+from .bridge import Bridge
 from .framing import DEFAULT_MAX_MESSAGE_SIZE
+from .server import PipeIOServer
 
 PROG = "pipe-io-server"
 
@@ -99,40 +101,51 @@ def _serve(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format=f"{PROG}: %(levelname)s: %(message)s",
     )
-    bridge = None
-    if args.command_line:
-        argv = shlex.split(args.command_line)
-        if not argv:
-            raise ValueError("--exec needs a command")
-        bridge = Bridge(argv)
+    done = threading.Event()
+    interrupted = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        interrupted.append(signum)
+        done.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     options = {
         "permissions": args.permissions,
         "manage_pipes": args.manage_pipes,
         "max_message_size": args.max_message_size,
     }
+    bridge = None
+    if args.command_line is not None:
+        argv = shlex.split(args.command_line)
+        if not argv:
+            raise ValueError("--exec needs a command")
+        try:
+            bridge = Bridge(argv)
+        except OSError as error:
+            raise OSError(error.errno, f"cannot run {argv[0]}: {error.strerror}") from None
     try:
-        server: PipeIOServer = (
-            bridge.server(args.in_pipe, args.out_pipe, **options)
-            if bridge
-            else EchoServer(args.in_pipe, args.out_pipe, **options)
-        )
+        if bridge:
+            server = bridge.server(args.in_pipe, args.out_pipe, **options)
+        else:
+            server = PipeIOServer(args.in_pipe, args.out_pipe, **options)
+            server.handle_message = server.send_message  # type: ignore[method-assign]
         server.start()
     except BaseException:
         if bridge:
             bridge.kill()
         raise
-    done = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     if bridge:
-        threading.Thread(target=lambda: (bridge.wait(), done.set()), daemon=True).start()
+        exec_bridge = bridge
+
+        def watch() -> None:
+            exec_bridge.wait()
+            done.set()
+
+        threading.Thread(target=watch, daemon=True).start()
     while not done.wait(0.5):
         pass
-    status = bridge.finish(server) if bridge else 0
+    status = bridge.finish(server, bool(interrupted)) if bridge else 0
     server.stop()
     return status
 

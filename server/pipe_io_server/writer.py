@@ -1,0 +1,224 @@
+"""The out_pipe side: a thread that waits for readers and writes the backlog to them.
+
+The server never holds a read end of out_pipe. So when the reader leaves, the pipe's
+unread bytes are ours to count (FIONREAD) and to discard with the pipe, and every
+message the reader did not take whole is written again to the next reader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import select
+import struct
+import termios
+import threading
+import time
+
+from .backlog import Backlog, BacklogFull
+from .fifo import Fifo
+from .stats import Stats
+
+log = logging.getLogger("pipe_io_server")
+
+_GONE = select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+
+def _unread(fd: int) -> int:
+    return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
+
+
+class Writer:
+    def __init__(
+        self, path: str, stats: Stats, max_backlog: int | None, send_timeout: float | None
+    ) -> None:
+        self.path = path
+        self._stats = stats
+        self._max_backlog = max_backlog
+        self._send_timeout = send_timeout
+        self._backlog = Backlog()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # backlog shrank, or stopping
+        self._fifo: Fifo | None = None
+        self._fd = -1
+        self._capacity = 0
+        self._gone = False
+        self._idle = False
+        self._corked = False
+        self._stopping = False
+        self._wake_r = self._wake_w = -1
+        self.thread = threading.Thread(target=self._run, name="pipe_io_server writer", daemon=True)
+
+    def start(self, fifo: Fifo) -> None:
+        self._fifo = fifo
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.thread.start()
+
+    def send(self, message: bytes) -> None:
+        with self._lock:
+            limit = self._max_backlog
+            if limit is not None and self._backlog.waiting_bytes + len(message) > limit:
+                self._wait_for_room(len(message), limit)
+            if self._stopping:
+                raise RuntimeError("the server is stopped: message not sent")
+            self._backlog.push(message)
+            self._stats.sent += 1
+            if self._fd >= 0 and not self._corked:
+                # Write at once from the caller: one thread hop less on every round trip.
+                self._flush()
+            if self._backlog.pending or self._gone:
+                self._wake()
+
+    def _wait_for_room(self, size: int, limit: int) -> None:
+        deadline = None if self._send_timeout is None else time.monotonic() + self._send_timeout
+        while (
+            not self._stopping
+            and self._backlog.waiting_bytes
+            and self._backlog.waiting_bytes + size > limit
+        ):
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise BacklogFull(
+                    f"outbound backlog stayed above {limit} bytes for {self._send_timeout} s: "
+                    f"no reader is taking messages from {self.path}"
+                )
+            self._changed.wait(remaining)
+
+    def cork(self) -> None:
+        """Queue sends instead of writing them one by one (the reader dispatches a batch)."""
+        self._corked = True
+
+    def uncork(self) -> None:
+        with self._lock:
+            self._corked = False
+            if self._fd >= 0:
+                self._flush()
+            if self._backlog.pending or self._gone:
+                self._wake()
+
+    def flush(self, timeout: float | None) -> bool:
+        """Wait until every queued byte is in the pipe; False if the timeout came first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._backlog.pending and not self._stopping:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            return not self._backlog.pending
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._changed.notify_all()
+            if self._wake_w >= 0:
+                # Unconditionally: the thread may be waiting for POLLOUT on a full pipe.
+                with contextlib.suppress(BlockingIOError):
+                    os.write(self._wake_w, b"!")
+
+    def unblock_open(self) -> int:
+        """Meet a writer thread blocked in open(); the caller closes the returned descriptor."""
+        assert self._fifo is not None
+        return self._fifo.open_read()
+
+    def _wake(self) -> None:
+        if self._idle:
+            self._idle = False
+            os.write(self._wake_w, b"!")
+
+    def _flush(self) -> None:
+        """Write what the pipe takes now; call with the lock held and a reader connected."""
+        backlog = self._backlog
+        before = backlog.waiting_bytes
+        while backlog.pending and not self._gone:
+            try:
+                count = os.writev(self._fd, backlog.buffers())
+            except BlockingIOError:
+                break
+            except BrokenPipeError:
+                self._gone = True
+                break
+            backlog.sent(count)
+            if backlog.unacknowledged > self._capacity:
+                # Bounds the memory held for redelivery to about one pipe's worth.
+                backlog.acknowledge(_unread(self._fd))
+        if backlog.waiting_bytes != before or not backlog.pending:
+            self._changed.notify_all()
+
+    def _run(self) -> None:
+        try:
+            self._connect_and_serve()
+        finally:
+            with self._lock:
+                dropped = self._backlog.clear()
+                if dropped:
+                    self._stats.dropped_at_stop += dropped
+                    log.warning("%d outbound messages were not delivered before stop", dropped)
+                if self._fd >= 0:
+                    os.close(self._fd)
+                    self._fd = -1
+                if self._stopping:  # stop() wrote its wake-up under this lock: none will follow
+                    os.close(self._wake_r)
+                    os.close(self._wake_w)
+                    self._wake_r = self._wake_w = -1
+
+    def _connect_and_serve(self) -> None:
+        assert self._fifo is not None
+        poller = select.poll()
+        poller.register(self._wake_r, select.POLLIN)
+        while True:
+            with self._lock:
+                if self._stopping:
+                    return
+            fd = self._fifo.open_write()
+            with self._lock:
+                if self._stopping:
+                    os.close(fd)
+                    return
+                os.set_blocking(fd, False)
+                self._fd = fd
+                self._capacity = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+                log.debug("reader connected to %s", self.path)
+            poller.register(fd, 0)
+            self._serve(poller, fd)
+            poller.unregister(fd)
+
+    def _serve(self, poller: select.poll, fd: int) -> None:
+        while True:
+            with self._lock:
+                if self._stopping:
+                    return
+                self._flush()
+                if self._gone:
+                    self._disconnect()
+                    return
+                self._idle = not self._backlog.pending
+                poller.modify(fd, 0 if self._idle else select.POLLOUT)
+            for ready, events in poller.poll():
+                if ready == self._wake_r:
+                    while True:
+                        try:
+                            os.read(self._wake_r, 4096)
+                        except BlockingIOError:
+                            break
+                elif events & _GONE:
+                    with self._lock:
+                        self._disconnect()
+                    return
+
+    def _disconnect(self) -> None:
+        """The reader left: requeue what it did not take whole and drop the pipe's bytes."""
+        redelivered = self._backlog.rewind(_unread(self._fd))
+        os.close(self._fd)
+        self._fd = -1
+        self._gone = False
+        self._idle = False
+        if redelivered:
+            self._stats.redelivered += redelivered
+            log.info(
+                "reader left %s; %d messages will go to the next reader", self.path, redelivered
+            )
+        else:
+            log.debug("reader left %s", self.path)
