@@ -96,7 +96,7 @@ public final class PipeIO implements Closeable {
      */
     public static PipeIO open(Path recv, Path send) throws IOException {
         if (recv == null && send == null) {
-            throw new IllegalArgumentException("nothing to open: give a pipe to receive from or send to");
+            throw new IllegalArgumentException("nothing to open: give a receive or a send pipe");
         }
         // Check both before opening either: an open blocks until the server arrives, and a
         // mistake in the second path should not wait for that.

@@ -19,6 +19,7 @@ import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Objects;
+import java.util.Random;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
@@ -71,8 +72,9 @@ public final class PipeIOTest {
     public static void main(String[] args) throws Exception {
         dir = Files.createTempDirectory("pipeio-test");
         try {
-            test("receives every byte but the newline untouched", PipeIOTest::receivesBytesUntouched);
+            test("receives all but the newline untouched", PipeIOTest::receivesBytesUntouched);
             test("an empty message is not end of stream", PipeIOTest::emptyMessageIsNotEnd);
+            test("random messages cut at random points", PipeIOTest::randomCuts);
             test("sends every byte untouched, one frame each", PipeIOTest::sendsBytesUntouched);
             test("refuses a message containing a newline", PipeIOTest::refusesNewline);
             test("text is UTF-8 both ways", PipeIOTest::textIsUtf8);
@@ -85,7 +87,8 @@ public final class PipeIOTest {
             test("refuses missing paths and files that are not FIFOs", PipeIOTest::refusesBadPaths);
             test("refuses a FIFO it may not open", PipeIOTest::refusesForbiddenFifo);
             test("echo example answers every message", PipeIOTest::echoExample);
-            test("echo example ends quietly when the server leaves", PipeIOTest::echoEndsWhenServerLeaves);
+            test("echo example ends quietly when the server leaves",
+                    PipeIOTest::echoEndsWhenServerLeaves);
         } finally {
             try (Stream<Path> paths = Files.walk(dir)) {
                 paths.sorted(Comparator.reverseOrder()).forEach(path -> path.toFile().delete());
@@ -135,6 +138,40 @@ public final class PipeIOTest {
             assertBytes(null, pipes.recv());
             assertBytes(null, pipes.recv());
         }
+    }
+
+    private static void randomCuts() throws Exception {
+        Random random = new Random(20240229);
+        byte[][] messages = new byte[300][];
+        for (int i = 0; i < messages.length; i++) {
+            // Mostly short, sometimes far longer than a read, so the buffer compacts and grows.
+            messages[i] = new byte[random.nextInt(random.nextInt(8) == 0 ? 300_000 : 100)];
+            random.nextBytes(messages[i]);
+            for (int j = 0; j < messages[i].length; j++) {
+                if (messages[i][j] == '\n') {
+                    messages[i][j] = '\r';
+                }
+            }
+        }
+        byte[] stream = frames(messages);
+        Path pipe = fifo();
+        Future<?> peer = async(() -> {
+            try (FileOutputStream server = new FileOutputStream(pipe.toFile())) {
+                for (int at = 0, cut; at < stream.length; at += cut) {
+                    cut = 1 + random.nextInt(random.nextBoolean() ? 16 : 100_000);
+                    cut = Math.min(stream.length - at, cut);
+                    server.write(stream, at, cut);
+                }
+            }
+            return null;
+        });
+        try (PipeIO pipes = PipeIO.open(pipe, null)) {
+            for (byte[] message : messages) {
+                assertBytes(message, pipes.recv());
+            }
+            assertBytes(null, pipes.recv());
+        }
+        await(peer);
     }
 
     private static void emptyMessageIsNotEnd() throws Exception {
@@ -274,7 +311,8 @@ public final class PipeIOTest {
         Future<?> leaver = openAndLeave(pipe);
         try (PipeIO pipes = PipeIO.open(null, pipe)) {
             await(leaver);
-            expect(PipeIO.BrokenPipeException.class, pipe + ": broken pipe", () -> pipes.sendText("hello?"));
+            expect(PipeIO.BrokenPipeException.class, pipe + ": broken pipe",
+                    () -> pipes.sendText("hello?"));
         }
     }
 
@@ -318,7 +356,8 @@ public final class PipeIOTest {
         expect(NoSuchFileException.class, missing + ": missing", () -> PipeIO.open(fifo, missing));
         expect(PipeIO.NotFifoException.class, regular + ": not a FIFO (a regular file)",
                 () -> PipeIO.open(null, regular));
-        expect(PipeIO.NotFifoException.class, regular + ": not a FIFO", () -> PipeIO.open(regular, null));
+        expect(PipeIO.NotFifoException.class, regular + ": not a FIFO",
+                () -> PipeIO.open(regular, null));
         expect(PipeIO.NotFifoException.class, dir + ": not a FIFO (a directory)",
                 () -> PipeIO.open(dir, null));
         assertBytes(bytes("keep me"), Files.readAllBytes(regular));
@@ -332,7 +371,8 @@ public final class PipeIOTest {
             System.out.println("     (permission checks are not enforced for this user: skipped)");
             return;
         }
-        expect(AccessDeniedException.class, pipe + ": permission denied", () -> PipeIO.open(pipe, null));
+        expect(AccessDeniedException.class, pipe + ": permission denied",
+                () -> PipeIO.open(pipe, null));
     }
 
     private static void echoExample() throws Exception {
@@ -408,7 +448,8 @@ public final class PipeIOTest {
         }
     }
 
-    private static void expect(Class<? extends Exception> type, String message, Check call) throws Exception {
+    private static void expect(Class<? extends Exception> type, String message, Check call)
+            throws Exception {
         try {
             call.run();
         } catch (Exception e) {
@@ -430,7 +471,8 @@ public final class PipeIOTest {
     }
 
     private static void assertBytes(byte[] expected, byte[] actual) {
-        check(Arrays.equals(expected, actual), "expected " + show(expected) + ", got " + show(actual));
+        check(Arrays.equals(expected, actual),
+                "expected " + show(expected) + ", got " + show(actual));
     }
 
     private static String show(byte[] data) {
@@ -442,7 +484,8 @@ public final class PipeIOTest {
         }
         StringBuilder text = new StringBuilder("\"");
         for (byte b : data) {
-            text.append(b >= 0x20 && b < 0x7f ? String.valueOf((char) b) : String.format("\\x%02x", b & 0xff));
+            boolean printable = b >= 0x20 && b < 0x7f;
+            text.append(printable ? String.valueOf((char) b) : String.format("\\x%02x", b & 0xff));
         }
         return text.append('"').toString();
     }
