@@ -26,6 +26,12 @@ log = logging.getLogger("pipe_io_server")
 _GONE = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
+def _has_reader(fd: int) -> bool:
+    probe = select.poll()
+    probe.register(fd, 0)
+    return not probe.poll(0)
+
+
 def _unread(fd: int) -> int:
     return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
 
@@ -205,6 +211,11 @@ class Writer:
                             break
                 elif events & _GONE:
                     with self._lock:
+                        if _has_reader(fd):
+                            # A new reader opened the pipe before we saw the old one leave:
+                            # it inherits the old stream (the race PROTOCOL.md describes).
+                            log.warning("a new reader took over %s mid-stream", self.path)
+                            continue
                         self._disconnect()
                     return
 

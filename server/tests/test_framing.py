@@ -1,0 +1,87 @@
+"""The pure framing layer, explored with every way a stream can be cut into reads."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pipe_io_server.framing import Decoder, Discard, encode
+
+messages = st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30)
+
+
+def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in zip(points, points[1:])]
+
+
+@given(messages, st.lists(st.integers(min_value=0), max_size=20))
+def test_any_chunking_yields_the_messages_in_order(items: list[bytes], cuts: list[int]) -> None:
+    stream = b"".join(m + b"\n" for m in items)
+    decoder = Decoder()
+    out: list[bytes] = []
+    for chunk in chunked(stream, cuts):
+        out.extend(decoder.feed(chunk))
+    decoder.close()
+    assert out == items
+    assert decoder.discards == []
+
+
+@given(
+    messages,
+    st.binary(min_size=1, max_size=40).map(lambda b: b.replace(b"\n", b"x")),
+    st.lists(st.integers(min_value=0), max_size=10),
+)
+def test_tail_is_discarded_and_never_glued(
+    items: list[bytes], tail: bytes, cuts: list[int]
+) -> None:
+    stream = b"".join(m + b"\n" for m in items) + tail
+    decoder = Decoder()
+    out: list[bytes] = []
+    for chunk in chunked(stream, cuts):
+        out.extend(decoder.feed(chunk))
+    decoder.close()
+    assert out == items
+    assert decoder.discards == [Discard("tail", len(tail))]
+    assert decoder.feed(b"next\n") == [b"next"]
+
+
+@given(
+    st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=20),
+    st.integers(min_value=0, max_value=20),
+    st.lists(st.integers(min_value=0), max_size=20),
+)
+def test_oversized_messages_are_dropped_and_the_stream_resynchronises(
+    items: list[bytes], limit: int, cuts: list[int]
+) -> None:
+    stream = b"".join(m + b"\n" for m in items)
+    decoder = Decoder(max_message_size=limit)
+    out: list[bytes] = []
+    for chunk in chunked(stream, cuts):
+        out.extend(decoder.feed(chunk))
+    assert out == [m for m in items if len(m) <= limit]
+    assert decoder.discards == [Discard("oversized", len(m)) for m in items if len(m) > limit]
+    assert decoder.pending == 0
+
+
+def test_oversized_line_is_not_held_in_memory() -> None:
+    decoder = Decoder(max_message_size=10)
+    for _ in range(1000):
+        assert decoder.feed(b"y" * 1000) == []
+    assert decoder._parts == []
+    assert decoder.feed(b"tail\nok\n") == [b"ok"]
+    assert decoder.discards == [Discard("oversized", 1_000_004)]
+
+
+def test_every_byte_but_newline_is_payload() -> None:
+    payload = bytes(b for b in range(256) if b != 10)
+    assert Decoder().feed(payload + b"\n\n") == [payload, b""]
+
+
+def test_encode_takes_str_as_utf8_and_refuses_newlines() -> None:
+    assert encode("é\r") == "é\r".encode()
+    assert encode(bytearray(b"\0")) == b"\0"
+    with pytest.raises(ValueError, match="newline"):
+        encode(b"a\nb")
+    with pytest.raises(ValueError, match="newline"):
+        encode("a\n")
