@@ -77,7 +77,10 @@ int pio_recv(pio_conn *conn, char **data, size_t *len);
 int pio_each(pio_conn *conn, int (*handler)(char *data, size_t len, void *user),
              void *user);
 
-/* * Closes both pipes. The server sees end of file on its in_pipe. It also frees the buffers; calling it twice is harmless. */
+/*
+ * Closes both pipes. The server sees end of file on its in_pipe.
+ * It also frees the buffers. Closing twice, or after a failed open, is harmless.
+ */
 void pio_close(pio_conn *conn);
 
 #ifdef __cplusplus
@@ -124,7 +127,7 @@ static const char *pio_cause(int error)
 
 /* Opens one side and keeps a copy of its path for later error messages. */
 static int pio_open_side(pio_conn *conn, const char *path, int flags, const char *use,
-                          int *fd, char **copy)
+                         int *fd, char **copy)
 {
     size_t size = strlen(path) + 1;
     struct stat st;
@@ -242,6 +245,7 @@ static int pio_make_room(pio_conn *conn)
 int pio_recv(pio_conn *conn, char **data, size_t *len)
 {
     char *newline;
+    size_t fresh;
     ssize_t n;
     if (conn->recv_fd < 0) {
         errno = EBADF;
@@ -249,9 +253,8 @@ int pio_recv(pio_conn *conn, char **data, size_t *len)
     }
     for (;;) {
         /* Only the bytes that arrived since the last look are searched. */
-        newline = conn->end > conn->scanned
-                      ? (char *)memchr(conn->buf + conn->scanned, '\n', conn->end - conn->scanned)
-                      : NULL;
+        fresh = conn->end - conn->scanned;
+        newline = fresh ? (char *)memchr(conn->buf + conn->scanned, '\n', fresh) : NULL;
         if (newline) {
             *newline = '\0';
             *data = conn->buf + conn->start;
