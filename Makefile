@@ -36,9 +36,11 @@ venv: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest server/tests
 
+PYTHON_TREES := $(wildcard server conformance bench soak)
+
 lint-server: $(STAMP)
-	$(BIN)/ruff check server conformance bench
-	$(BIN)/ruff format --check server conformance bench
+	$(BIN)/ruff check $(PYTHON_TREES)
+	$(BIN)/ruff format --check $(PYTHON_TREES)
 	$(BIN)/mypy server/pipe_io_server
 
 clients: $(STAMP)
