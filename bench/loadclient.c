@@ -1,0 +1,350 @@
+/*
+ * Load client for the benchmarks: drives an echo server through its two FIFOs and prints
+ * one line of JSON. IN is the pipe the server reads (we write it), OUT the pipe the server
+ * writes (we read it), in the order of `pipe-io-server serve IN OUT`.
+ *
+ *   loadclient pingpong IN OUT [--size B] [--count N] [--warmup N] [--timeout S]
+ *       one message in flight; round-trip times in microseconds
+ *   loadclient stream IN OUT [--size B] [--seconds S] [--window B] [--timeout S]
+ *       a writer thread and a reader thread; messages per second and MB/s of payload
+ *
+ * A message is --size payload bytes plus its newline. The stream's writer keeps at most
+ * --window bytes (and at least two messages) unanswered, so the servers are compared at
+ * the same depth and none of them is asked to queue without bound.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH_BYTES (64 * 1024)
+#define READ_BYTES (1024 * 1024)
+
+static const char *in_path;
+static const char *out_path;
+
+static void fail(const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    fputs("loadclient: ", stderr);
+    vfprintf(stderr, format, args);
+    fputc('\n', stderr);
+    va_end(args);
+    exit(1);
+}
+
+static void on_alarm(int signum)
+{
+    static const char text[] = "loadclient: timed out\n";
+    (void)signum;
+    (void)!write(STDERR_FILENO, text, sizeof text - 1);
+    _exit(3);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void *xmalloc(size_t size)
+{
+    void *p = malloc(size ? size : 1);
+    if (!p)
+        fail("out of memory (%zu bytes)", size);
+    return p;
+}
+
+static void write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            fail("write %s: %s", in_path, strerror(errno));
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+}
+
+static size_t read_some(int fd, char *buf, size_t cap)
+{
+    for (;;) {
+        ssize_t n = read(fd, buf, cap);
+        if (n >= 0)
+            return (size_t)n;
+        if (errno != EINTR)
+            fail("read %s: %s", out_path, strerror(errno));
+    }
+}
+
+/* Fill `buf` with `count` messages of `size` payload bytes each. */
+static void fill_messages(char *buf, size_t size, size_t count)
+{
+    for (size_t m = 0; m < count; m++) {
+        char *msg = buf + m * (size + 1);
+        for (size_t i = 0; i < size; i++)
+            msg[i] = (char)('a' + (i + m) % 26);
+        msg[size] = '\n';
+    }
+}
+
+struct opening {
+    int fd;
+    int error;
+};
+
+static void *open_out(void *arg)
+{
+    struct opening *o = arg;
+    o->fd = open(out_path, O_RDONLY);
+    o->error = errno;
+    return NULL;
+}
+
+/* Both opens block until the server meets them; doing them at once works whatever
+   order the server opens its ends in. */
+static void open_pipes(int *in_fd, int *out_fd)
+{
+    struct opening out = {-1, 0};
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, open_out, &out) != 0)
+        fail("cannot start a thread");
+    *in_fd = open(in_path, O_WRONLY);
+    if (*in_fd < 0)
+        fail("open %s: %s", in_path, strerror(errno));
+    pthread_join(thread, NULL);
+    if (out.fd < 0)
+        fail("open %s: %s", out_path, strerror(out.error));
+    *out_fd = out.fd;
+}
+
+static int compare_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of sorted samples. */
+static double percentile_us(const uint64_t *sorted, long count, double p)
+{
+    long rank = (long)(p / 100.0 * (double)count + 0.999999);
+    if (rank < 1)
+        rank = 1;
+    return (double)sorted[rank - 1] / 1000.0;
+}
+
+static void pingpong(size_t size, long count, long warmup)
+{
+    size_t len = size + 1;
+    char *msg = xmalloc(len), *back = xmalloc(len);
+    uint64_t *rtt = xmalloc((size_t)count * sizeof *rtt);
+    int in_fd, out_fd;
+    fill_messages(msg, size, 1);
+    open_pipes(&in_fd, &out_fd);
+    for (long i = 0; i < warmup + count; i++) {
+        uint64_t start = now_ns();
+        write_all(in_fd, msg, len);
+        for (size_t got = 0; got < len;) {
+            size_t n = read_some(out_fd, back + got, len - got);
+            if (n == 0)
+                fail("%s: end of stream after %ld round trips", out_path, i);
+            got += n;
+        }
+        uint64_t end = now_ns();
+        if (memcmp(msg, back, len) != 0)
+            fail("round trip %ld: the echo differs from the message", i);
+        if (i >= warmup)
+            rtt[i - warmup] = end - start;
+    }
+    close(in_fd);
+    close(out_fd);
+    qsort(rtt, (size_t)count, sizeof *rtt, compare_u64);
+    double sum = 0;
+    for (long i = 0; i < count; i++)
+        sum += (double)rtt[i];
+    printf("{\"mode\": \"pingpong\", \"size\": %zu, \"count\": %ld, \"median_us\": %.3f, "
+           "\"p99_us\": %.3f, \"min_us\": %.3f, \"mean_us\": %.3f}\n",
+           size, count, percentile_us(rtt, count, 50), percentile_us(rtt, count, 99),
+           (double)rtt[0] / 1000.0, sum / (double)count / 1000.0);
+    free(msg);
+    free(back);
+    free(rtt);
+}
+
+struct stream {
+    int in_fd, out_fd;
+    size_t size, len;
+    uint64_t window; /* messages */
+    uint64_t deadline;
+    _Atomic uint64_t sent, received;
+    _Atomic int done, waiting;
+    pthread_mutex_t lock;
+    pthread_cond_t room;
+};
+
+/* How many messages the writer may send now; waits while the window is full. The writer
+   raises `waiting` before it looks, the reader lowers the count before it looks at
+   `waiting`: with sequentially consistent atomics one of them sees the other. */
+static uint64_t wait_for_room(struct stream *s, uint64_t sent, uint64_t wanted)
+{
+    uint64_t in_flight = sent - atomic_load(&s->received);
+    if (in_flight >= s->window) {
+        pthread_mutex_lock(&s->lock);
+        atomic_store(&s->waiting, 1);
+        while ((in_flight = sent - atomic_load(&s->received)) >= s->window)
+            pthread_cond_wait(&s->room, &s->lock);
+        atomic_store(&s->waiting, 0);
+        pthread_mutex_unlock(&s->lock);
+    }
+    uint64_t room = s->window - in_flight;
+    return room < wanted ? room : wanted;
+}
+
+static void *stream_writer(void *arg)
+{
+    struct stream *s = arg;
+    size_t per_batch = s->len <= BATCH_BYTES ? BATCH_BYTES / s->len : 1;
+    char *batch = xmalloc(per_batch * s->len);
+    uint64_t sent = 0;
+    fill_messages(batch, s->size, per_batch);
+    while (now_ns() < s->deadline) {
+        uint64_t n = wait_for_room(s, sent, per_batch);
+        write_all(s->in_fd, batch, n * s->len);
+        sent += n;
+        atomic_store(&s->sent, sent);
+    }
+    atomic_store(&s->done, 1);
+    free(batch);
+    return NULL;
+}
+
+static void stream(size_t size, double seconds, uint64_t window_bytes)
+{
+    struct stream s = {.size = size, .len = size + 1};
+    pthread_t writer;
+    char *buf = xmalloc(READ_BYTES);
+    uint64_t received = 0, bytes = 0, end;
+    size_t offset = 0; /* position inside the message being received */
+    s.window = window_bytes / s.len > 2 ? window_bytes / s.len : 2;
+    pthread_mutex_init(&s.lock, NULL);
+    pthread_cond_init(&s.room, NULL);
+    open_pipes(&s.in_fd, &s.out_fd);
+    uint64_t start = now_ns();
+    s.deadline = start + (uint64_t)(seconds * 1e9);
+    end = start;
+    if (pthread_create(&writer, NULL, stream_writer, &s) != 0)
+        fail("cannot start a thread");
+    for (;;) {
+        if (received >= atomic_load(&s.sent)) {
+            /* Everything sent so far has come back: stop if the writer has finished,
+               else wait a little without blocking past its end. */
+            if (atomic_load(&s.done) && received == atomic_load(&s.sent))
+                break;
+            struct pollfd p = {.fd = s.out_fd, .events = POLLIN};
+            if (poll(&p, 1, 10) <= 0)
+                continue;
+        }
+        size_t n = read_some(s.out_fd, buf, READ_BYTES);
+        if (n == 0)
+            fail("%s: end of stream after %llu messages", out_path,
+                 (unsigned long long)received);
+        /* Every message has the same length, so the newlines must fall at fixed
+           offsets: a lost, split or glued message shows up at once. */
+        for (size_t i = s.len - 1 - offset; i < n; i += s.len) {
+            if (buf[i] != '\n')
+                fail("message %llu is not %zu bytes long", (unsigned long long)received,
+                     size);
+            received++;
+        }
+        offset = (offset + n) % s.len;
+        bytes += n;
+        end = now_ns();
+        atomic_store(&s.received, received);
+        if (atomic_load(&s.waiting)) {
+            pthread_mutex_lock(&s.lock);
+            pthread_cond_signal(&s.room);
+            pthread_mutex_unlock(&s.lock);
+        }
+    }
+    pthread_join(writer, NULL);
+    close(s.in_fd);
+    close(s.out_fd);
+    if (offset != 0 || bytes != received * s.len)
+        fail("received %llu bytes, not %llu whole messages", (unsigned long long)bytes,
+             (unsigned long long)received);
+    double elapsed = (double)(end - start) / 1e9;
+    printf("{\"mode\": \"stream\", \"size\": %zu, \"window\": %llu, \"messages\": %llu, "
+           "\"seconds\": %.6f, \"msgs_per_s\": %.1f, \"mb_per_s\": %.3f}\n",
+           size, (unsigned long long)s.window, (unsigned long long)received, elapsed,
+           (double)received / elapsed, (double)received * (double)size / elapsed / 1e6);
+    free(buf);
+}
+
+static const char usage[] =
+    "usage: loadclient pingpong IN OUT [--size B] [--count N] [--warmup N] [--timeout S]\n"
+    "       loadclient stream IN OUT [--size B] [--seconds S] [--window B] [--timeout S]\n";
+
+static double number(const char *option, const char *text)
+{
+    char *end;
+    errno = 0;
+    double value = strtod(text, &end);
+    if (errno || end == text || *end || value < 0)
+        fail("%s wants a non-negative number, not '%s'", option, text);
+    return value;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 4 || argc % 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *mode = argv[1];
+    in_path = argv[2];
+    out_path = argv[3];
+    double size = 64, count = 20000, warmup = 1000, seconds = 2, window = 8 << 20,
+           timeout = 120;
+    for (int i = 4; i < argc; i += 2) {
+        double value = number(argv[i], argv[i + 1]);
+        if (!strcmp(argv[i], "--size"))
+            size = value;
+        else if (!strcmp(argv[i], "--count"))
+            count = value < 1 ? 1 : value;
+        else if (!strcmp(argv[i], "--warmup"))
+            warmup = value;
+        else if (!strcmp(argv[i], "--seconds"))
+            seconds = value;
+        else if (!strcmp(argv[i], "--window"))
+            window = value;
+        else if (!strcmp(argv[i], "--timeout"))
+            timeout = value;
+        else
+            fail("unknown option %s\n%s", argv[i], usage);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGALRM, on_alarm);
+    alarm((unsigned)timeout);
+    if (!strcmp(mode, "pingpong"))
+        pingpong((size_t)size, (long)count, (long)warmup);
+    else if (!strcmp(mode, "stream"))
+        stream((size_t)size, seconds, (uint64_t)window);
+    else
+        fail("unknown mode %s\n%s", mode, usage);
+    return 0;
+}
