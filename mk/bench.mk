@@ -1,0 +1,44 @@
+# Benchmarks (bench/README.md). `make bench` measures ours, pipe-io-server 1.0.3 and the floor;
+# a part of it: make bench CASES=pingpong SERVERS=ours,floor REPS=1 SECONDS=1
+# where it spends its time: make bench-profile CASES=stream64,stream4m
+BENCH_BUILD := $(BUILD)/bench
+BENCH_BINS := $(BENCH_BUILD)/loadclient $(BENCH_BUILD)/floor
+BENCH_CFLAGS := -std=c11 -O2 -Wall -Wextra -Werror -pthread
+# pipe-io-server 1.0.3 has our import name, so it lives in a venv of its own.
+LEGACY_VENV := .venv-legacy
+LEGACY_STAMP := $(LEGACY_VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
+BENCH_ARGS = $(if $(CASES),--cases $(CASES)) $(if $(SERVERS),--servers $(SERVERS)) \
+  $(if $(REPS),--reps $(REPS)) $(if $(SECONDS),--seconds $(SECONDS))
+
+$(BENCH_BUILD)/loadclient: bench/loadclient.c
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) -o $@ $<
+
+$(BENCH_BUILD)/floor: bench/floor.c
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) -o $@ $<
+
+$(LEGACY_STAMP):
+	$(PYTHON) -m venv $(LEGACY_VENV)
+	$(LEGACY_VENV)/bin/python -m pip install --quiet pipe-io-server==1.0.3
+	touch $@
+
+# The optional `bench` extra: matplotlib for the chart, py-spy for bench-profile.
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	touch $@
+
+bench: $(STAMP) $(BENCH_STAMP) $(LEGACY_STAMP) $(BENCH_BINS)
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+bench-profile: $(STAMP) $(BENCH_STAMP) $(BENCH_BINS)
+	$(PY) bench/run.py --servers ours --reps 1 --profile $(BENCH_BUILD)/profile $(BENCH_ARGS)
+
+# Seconds long, ours and the floor only, no speed assertions: keeps the bench from rotting.
+bench-smoke: $(STAMP) $(BENCH_BINS)
+	timeout 300 $(PY) bench/run.py --smoke
+
+TEST_TARGETS += bench-smoke
+
+.PHONY: bench bench-profile bench-smoke
