@@ -41,7 +41,9 @@ BUILD = ROOT / "build" / "bench"
 RESULTS = BENCH / "results"
 MIB = 1024 * 1024
 WINDOW = 8 * MIB  # bytes a stream keeps unanswered (at least two messages)
-CLIENT_ORDER = ["bash", "c", "java", "js", "python"]
+CLIENT_ORDER = ["bash", "c", "java", "js", "python", "cat"]
+# Not a client: a byte echo that parses nothing, to show how fast the driver itself can go.
+CAT = "bash -c 'exec cat < {recv} > {send}'"
 
 
 @dataclass(frozen=True)
@@ -302,6 +304,7 @@ def prepare_clients() -> tuple[dict[str, str], dict[str, str]]:
                 skipped[name] = "build failed: " + (done.stderr.strip().splitlines() or ["?"])[-1]
                 continue
         runnable[name] = entry["run"]
+    runnable["cat"] = CAT
     return runnable, skipped
 
 
@@ -529,7 +532,10 @@ def table(
             cells = [_cell(summary[case.name].get(s, {}).get(metric), fmt) for s, _ in subjects]
             rows.append([case.title if i == 0 else "", title, *cells])
     if "clients" in summary or clients.get("skipped"):
-        rows.append(["clients, 64 B echo", "messages/s", *[""] * len(subjects)])
+        # The clients talk to our server, so their figures go in its column.
+        names = [name for name, _ in subjects]
+        column = names.index("ours") if "ours" in names else 0
+        rows.append(["clients: echo example", "64 B messages/s", *[""] * len(subjects)])
         for name in CLIENT_ORDER:
             if name in summary.get("clients", {}):
                 cell = _cell(summary["clients"][name]["msgs_per_s"], _si)
@@ -539,7 +545,10 @@ def table(
                 cell = "missing" if "missing" in clients["skipped"][name] else "not built"
             else:
                 continue
-            rows.append(["", f"  {name}", cell, *[""] * (len(subjects) - 1)])
+            cells = [""] * len(subjects)
+            cells[column] = cell
+            title = "cat (driver's limit)" if name == "cat" else name
+            rows.append(["", f"  {title}", *cells])
     return rows
 
 
