@@ -1,0 +1,571 @@
+"""The runner's side of a scenario, one class per way of playing it.
+
+The engine speaks in the scenario's terms (send, expect, stop the server...); a side turns
+them into operations on FIFOs and processes. `ReferenceServer` and `RawServer` play the
+server against a client under test; `ReferenceClients` plays the clients against a
+server under test.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from . import fifo
+from .fifo import Reader, Writer
+from .process import ROOT, Child, child_env, exit_text, file_tail, substitute
+
+
+class Failure(Exception):
+    """The testee did not do what the scenario expects (or could not be driven)."""
+
+    def __init__(self, message: str, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+def signal_number(name: str) -> int:
+    return int(getattr(signal, "SIG" + name))
+
+
+class Side(ABC):
+    """Operations the engine needs; each raises Failure or fifo.Timeout."""
+
+    testee_kind: str
+
+    def __init__(self, workdir: Path, pipe_names: tuple[str, str]) -> None:
+        self.workdir = workdir
+        self.in_pipe = str(workdir / pipe_names[0])
+        self.out_pipe = str(workdir / pipe_names[1])
+        self.children: list[Child] = []
+
+    def unsupported(self, what: str) -> Failure:
+        return Failure(f"scenario error: {what} is not possible with {type(self).__name__}")
+
+    @abstractmethod
+    def start(self, what: str, deadline: float) -> None: ...
+
+    @abstractmethod
+    def stop_server(self, deadline: float) -> None: ...
+
+    @abstractmethod
+    def send(self, peer: str, message: bytes, deadline: float) -> None: ...
+
+    @abstractmethod
+    def recv(self, peer: str, deadline: float) -> bytes | None:
+        """The next message from the testee, or None at end of stream."""
+
+    @abstractmethod
+    def end_text(self, peer: str) -> str:
+        """Why recv reported end of stream, for a failure report."""
+
+    @abstractmethod
+    def testee(self) -> Child | None: ...
+
+    def write(self, peer: str, data: bytes, deadline: float) -> None:
+        raise self.unsupported("write (raw bytes)")
+
+    def eof_rest(self, peer: str, deadline: float) -> bytes:
+        """Wait for end of stream; return the bytes that came before it (none is right)."""
+        raise self.unsupported("expect_eof")
+
+    def read_bytes(self, peer: str, size: int, deadline: float) -> bytes:
+        raise self.unsupported("read_bytes")
+
+    def close(self, peer: str, sides: str) -> None:
+        raise self.unsupported("close")
+
+    def connect(self, peer: str, order: list[str], deadline: float) -> None:
+        raise self.unsupported("connect")
+
+    def spawn(self, peer: str, data: bytes, then: str, deadline: float) -> None:
+        raise self.unsupported("spawn")
+
+    def kill(self, target: str, signum: int, deadline: float) -> None:
+        raise self.unsupported(f"kill {target}")
+
+    def wait_exit(self, deadline: float) -> int | None:
+        child = self.testee()
+        if child is None:
+            raise Failure("scenario error: expect_exit before the testee was started")
+        return child.wait(max(0.0, deadline - time.monotonic()))
+
+    def diagnostics(self) -> list[str]:
+        lines = []
+        for child in self.children:
+            lines.append(f"{child.label}: {child.command}")
+            lines.append(f"  after teardown: {exit_text(child.returncode)}")
+            err = child.stderr_tail()
+            lines.append("  stderr: " + (err.replace("\n", "\n    ") if err else "(empty)"))
+            out = child.stdout_tail()
+            if out and not child.label.startswith("peer-"):
+                lines.append("  stdout: " + out.replace("\n", "\n    "))
+        return lines
+
+    @abstractmethod
+    def teardown(self) -> None: ...
+
+
+class ClientTesteeSide(Side):
+    """Common part of the two ways of playing the server against a client under test."""
+
+    testee_kind = "client"
+
+    def __init__(self, workdir: Path, pipe_names: tuple[str, str], client_run: str) -> None:
+        super().__init__(workdir, pipe_names)
+        self.client_run = client_run
+
+    def testee(self) -> Child | None:
+        return self.children[-1] if self.children else None
+
+    def start_client(self) -> None:
+        current = self.testee()
+        if current is not None and current.returncode is None:
+            raise Failure("scenario error: start client while the previous one still runs")
+        command = substitute(self.client_run, recv=self.out_pipe, send=self.in_pipe)
+        self.children.append(Child(command, self.workdir, f"client-{len(self.children) + 1}"))
+
+    def kill(self, target: str, signum: int, deadline: float) -> None:
+        child = self.testee()
+        if target != "client" or child is None:
+            raise Failure(f"scenario error: kill {target!r}: only the started client")
+        child.signal(signum)
+        if child.wait(max(0.0, deadline - time.monotonic())) is None:
+            raise Failure(f"the client did not end after SIG{signal.Signals(signum).name}")
+
+    def teardown_clients(self) -> None:
+        for child in self.children:
+            child.finish(2.0)
+
+
+class ReferenceServer(ClientTesteeSide):
+    """The reference server in this process, pull API: send_message / recv_message."""
+
+    def __init__(self, workdir: Path, pipe_names: tuple[str, str], client_run: str) -> None:
+        super().__init__(workdir, pipe_names, client_run)
+        from pipe_io_server import PipeIOServer  # noqa: PLC0415 (only client roles need it)
+
+        self.server: Any = PipeIOServer(self.in_pipe, self.out_pipe)
+        self.started = False
+        self.stopped = False
+
+    def start(self, what: str, deadline: float) -> None:
+        if what == "client":
+            self.start_client()
+        elif not self.started:
+            self.started = True
+            self.server.start()
+
+    def stop_server(self, deadline: float) -> None:
+        self.stopped = True
+        self.server.stop()
+
+    def send(self, peer: str, message: bytes, deadline: float) -> None:
+        self.server.send_message(message)
+
+    def recv(self, peer: str, deadline: float) -> bytes | None:
+        exited_at: float | None = None
+        while True:
+            try:
+                message: bytes = self.server.recv_message(
+                    timeout=min(0.1, fifo.remaining(deadline))
+                )
+                return message
+            except TimeoutError:
+                pass
+            except EOFError:
+                return None
+            client = self.testee()
+            if client is not None and client.returncode is not None:
+                # Its last writes may still be on their way through the server.
+                exited_at = exited_at or time.monotonic()
+                if time.monotonic() - exited_at > 0.5:
+                    return None
+
+    def end_text(self, peer: str) -> str:
+        client = self.testee()
+        if self.stopped:
+            return "end of stream (the server was stopped)"
+        return f"nothing: the client ended ({exit_text(client.returncode if client else None)})"
+
+    def eof_rest(self, peer: str, deadline: float) -> bytes:
+        """The client must end, and nothing more may arrive."""
+        rest: list[bytes] = []
+        while True:
+            message = self.recv(peer, deadline)
+            if message is None:
+                return b"".join(m + b"\n" for m in rest)
+            rest.append(message)
+
+    def diagnostics(self) -> list[str]:
+        lines = super().diagnostics()
+        stats = getattr(self.server, "stats", None)
+        if stats is not None:
+            lines.append(f"reference server stats: {stats}")
+        return lines
+
+    def teardown(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.server.stop()
+        self.teardown_clients()
+
+
+class RawServer(ClientTesteeSide):
+    """The runner holds the FIFO ends itself: it can write what no real server would."""
+
+    def __init__(self, workdir: Path, pipe_names: tuple[str, str], client_run: str) -> None:
+        super().__init__(workdir, pipe_names, client_run)
+        for path in (self.in_pipe, self.out_pipe):
+            os.mkfifo(path, 0o600)
+        self.reader: Reader | None = None
+        self.writer: Writer | None = None
+        self.writer_closed = False
+
+    def start(self, what: str, deadline: float) -> None:
+        if what == "client":
+            self.start_client()
+        elif self.reader is None:
+            self.reader = fifo.open_reader(self.in_pipe, deadline)
+
+    def _writer(self, deadline: float) -> Writer:
+        if self.writer_closed:
+            raise Failure("scenario error: the sending side was closed")
+        if self.writer is None:
+            self.writer = fifo.open_writer(self.out_pipe, deadline)
+        return self.writer
+
+    def _reader(self) -> Reader:
+        if self.reader is None:
+            raise Failure("scenario error: the raw server is not started")
+        return self.reader
+
+    def stop_server(self, deadline: float) -> None:
+        self.close("a", "both")
+
+    def send(self, peer: str, message: bytes, deadline: float) -> None:
+        self._writer(deadline).write(message + b"\n", deadline)
+
+    def write(self, peer: str, data: bytes, deadline: float) -> None:
+        self._writer(deadline).write(data, deadline)
+
+    def recv(self, peer: str, deadline: float) -> bytes | None:
+        return self._reader().message(deadline)
+
+    def end_text(self, peer: str) -> str:
+        tail = self._reader().buffer
+        extra = f", after an unterminated tail of {len(tail)} bytes" if tail else ""
+        return f"end of file (the client closed its sending side{extra})"
+
+    def eof_rest(self, peer: str, deadline: float) -> bytes:
+        return self._reader().rest(deadline)
+
+    def read_bytes(self, peer: str, size: int, deadline: float) -> bytes:
+        return self._reader().read(size, deadline)
+
+    def close(self, peer: str, sides: str) -> None:
+        if sides in ("send", "both"):
+            self.writer_closed = True
+            if self.writer is not None:
+                self.writer.close()
+            else:
+                # The client may be blocked opening its receiving side: meet it, then leave.
+                with contextlib.suppress(OSError):
+                    os.close(os.open(self.out_pipe, os.O_WRONLY | os.O_NONBLOCK))
+        if sides in ("recv", "both") and self.reader is not None:
+            self.reader.close()
+
+    def teardown(self) -> None:
+        self.close("a", "both")
+        self.teardown_clients()
+
+
+class Peer:
+    """One client connection of the runner to a server under test, on raw FIFO ends."""
+
+    def __init__(self) -> None:
+        self.reader: Reader | None = None
+        self.writer: Writer | None = None
+
+    def close(self, sides: str) -> None:
+        if sides in ("send", "both") and self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if sides in ("recv", "both") and self.reader is not None:
+            self.reader.close()
+            self.reader = None
+
+
+class ReferenceClientHost:
+    """The reference Python client, run by conformance.refclient, one request at a time."""
+
+    def __init__(self, in_pipe: str, out_pipe: str, workdir: Path) -> None:
+        self.stderr_path = workdir / "reference-client.stderr"
+        with self.stderr_path.open("wb") as err:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "conformance.refclient", in_pipe, out_pipe],
+                cwd=ROOT,
+                env=child_env(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                start_new_session=True,
+            )
+        assert self.popen.stdin is not None and self.popen.stdout is not None
+        os.set_blocking(self.popen.stdout.fileno(), False)
+        self.requests = Writer(self.popen.stdin.fileno(), "reference client stdin")
+        self.replies = Reader(self.popen.stdout.fileno(), "reference client stdout")
+
+    def call(self, deadline: float, **request: Any) -> dict[str, Any]:
+        """One request; an OSError comes back as OSError, a hang as fifo.Timeout."""
+        try:
+            self.requests.write(json.dumps(request).encode() + b"\n", deadline)
+            line = self.replies.message(deadline)
+        except (fifo.Timeout, BrokenPipeError):
+            self.kill()
+            raise fifo.Timeout from None
+        if line is None:
+            raise Failure(f"the reference client died: {file_tail(self.stderr_path)}")
+        reply: dict[str, Any] = json.loads(line)
+        if not reply["ok"]:
+            if reply.get("errno"):
+                number = getattr(errno, reply["errno"], 0)
+                raise OSError(number, reply["error"])
+            raise Failure(f"the reference client refused {request['op']}: {reply['error']}")
+        return reply
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait()
+
+    def close(self) -> None:
+        assert self.popen.stdin is not None and self.popen.stdout is not None
+        with contextlib.suppress(OSError):
+            self.popen.stdin.close()
+        try:
+            self.popen.wait(2.0)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.popen.stdout.close()
+
+
+class ReferenceClients(Side):
+    """Plays clients (any number, named peers) against a server under test.
+
+    Peers are the reference Python client, or raw FIFO ends for scenarios with
+    `client = "raw"` (partial reads, half closes, bytes no client library would write).
+    """
+
+    testee_kind = "server"
+
+    def __init__(
+        self,
+        workdir: Path,
+        pipe_names: tuple[str, str],
+        server_run: str,
+        stop_signal: str,
+        raw: bool,
+    ) -> None:
+        super().__init__(workdir, pipe_names)
+        self.server_run = server_run
+        self.stop_signal = signal_number(stop_signal)
+        self.server: Child | None = None
+        self.raw = raw
+        self.host: ReferenceClientHost | None = None
+        self.peers: dict[str, Peer] = {}
+        self.connected: set[str] = set()
+        self.spawned: dict[str, Child] = {}
+
+    def testee(self) -> Child | None:
+        return self.server
+
+    def start(self, what: str, deadline: float) -> None:
+        if what == "client":
+            self.connect("a", ["send", "recv"], deadline)
+            return
+        if self.server is not None:
+            raise Failure("scenario error: the server is already started")
+        command = substitute(self.server_run, **{"in": self.in_pipe, "out": self.out_pipe})
+        self.server = Child(command, self.workdir, "server")
+        self.children.append(self.server)
+        for path in (self.in_pipe, self.out_pipe):
+            while True:
+                try:
+                    fifo.wait_for_fifo(path, min(deadline, time.monotonic() + 0.05))
+                    break
+                except fifo.Timeout:
+                    if self.server.returncode is not None:
+                        raise Failure(
+                            f"the server ended ({exit_text(self.server.returncode)}) "
+                            f"before creating {path}"
+                        ) from None
+                    fifo.remaining(deadline)
+
+    def stop_server(self, deadline: float) -> None:
+        if self.server is None:
+            raise Failure("scenario error: stop server before it was started")
+        self.server.signal(self.stop_signal)
+
+    def _host(self) -> ReferenceClientHost:
+        if self.host is None:
+            self.host = ReferenceClientHost(self.in_pipe, self.out_pipe, self.workdir)
+        return self.host
+
+    def _raw_only(self, what: str) -> Failure:
+        return Failure(f'scenario error: {what} needs client = "raw" in the scenario')
+
+    def _peer(self, name: str) -> Peer:
+        try:
+            return self.peers[name]
+        except KeyError:
+            raise Failure(f"scenario error: no connected peer {name!r}") from None
+
+    def connect(self, peer: str, order: list[str], deadline: float) -> None:
+        if not self.raw:
+            try:
+                self._host().call(deadline, op="open", peer=peer, sides=order)
+            except fifo.Timeout:
+                raise Failure(
+                    f"peer {peer!r}: the reference client's open ({' then '.join(order)}) "
+                    "did not return: the server never opened its end"
+                ) from None
+            self.connected.add(peer)
+            return
+        connection = self.peers.setdefault(peer, Peer())
+        for side in order:
+            if side == "send" and connection.writer is None:
+                connection.writer = fifo.open_writer(self.in_pipe, deadline)
+            elif side == "recv" and connection.reader is None:
+                try:
+                    connection.reader = fifo.open_reader_like_a_client(self.out_pipe, deadline)
+                except fifo.NoWriter:
+                    raise Failure(
+                        f"peer {peer!r}: the server never opened {self.out_pipe} for writing, so "
+                        "a client opening its receiving side would block"
+                    ) from None
+
+    def _writer(self, peer: str) -> Writer:
+        writer = self._peer(peer).writer
+        if writer is None:
+            raise Failure(f"scenario error: peer {peer!r} has no sending side open")
+        return writer
+
+    def _reader(self, peer: str) -> Reader:
+        reader = self._peer(peer).reader
+        if reader is None:
+            raise Failure(f"scenario error: peer {peer!r} has no receiving side open")
+        return reader
+
+    def send(self, peer: str, message: bytes, deadline: float) -> None:
+        if self.raw:
+            self._writer(peer).write(message + b"\n", deadline)
+        else:
+            data = base64.b64encode(message).decode("ascii")
+            self._host().call(deadline, op="send", peer=peer, data=data)
+
+    def write(self, peer: str, data: bytes, deadline: float) -> None:
+        if not self.raw:
+            raise self._raw_only("write (raw bytes)")
+        self._writer(peer).write(data, deadline)
+
+    def recv(self, peer: str, deadline: float) -> bytes | None:
+        if self.raw:
+            return self._reader(peer).message(deadline)
+        reply = self._host().call(deadline, op="recv", peer=peer)
+        return None if reply.get("eof") else base64.b64decode(reply["data"])
+
+    def end_text(self, peer: str) -> str:
+        state = exit_text(self.server.returncode if self.server else None)
+        if not self.raw:
+            return f"end of file (server: {state})"
+        tail = self._reader(peer).buffer
+        extra = f" after an unterminated tail of {len(tail)} bytes" if tail else ""
+        return f"end of file{extra} (server: {state})"
+
+    def eof_rest(self, peer: str, deadline: float) -> bytes:
+        if self.raw:
+            return self._reader(peer).rest(deadline)
+        rest: list[bytes] = []
+        while (message := self.recv(peer, deadline)) is not None:
+            rest.append(message + b"\n")
+        return b"".join(rest)
+
+    def read_bytes(self, peer: str, size: int, deadline: float) -> bytes:
+        if not self.raw:
+            raise self._raw_only("read_bytes")
+        return self._reader(peer).read(size, deadline)
+
+    def close(self, peer: str, sides: str) -> None:
+        if self.raw:
+            self._peer(peer).close(sides)
+        elif peer in self.connected:
+            self._host().call(time.monotonic() + 5, op="close", peer=peer, sides=sides)
+        else:
+            raise Failure(f"scenario error: no connected peer {peer!r}")
+
+    def spawn(self, peer: str, data: bytes, then: str, deadline: float) -> None:
+        """A client in its own process: opens in_pipe, writes `data`, then exits or waits."""
+        data_file = self.workdir / f"peer-{peer}.bin"
+        data_file.write_bytes(data)
+        command = " ".join(
+            shlex.quote(arg)
+            for arg in (
+                sys.executable,
+                "-m",
+                "conformance.peer",
+                self.in_pipe,
+                str(data_file),
+                then,
+            )
+        )
+        child = Child(command, self.workdir, f"peer-{peer}")
+        self.children.append(child)
+        self.spawned[peer] = child
+        while "written" not in child.stdout_tail():
+            if child.returncode not in (None, 0):
+                raise Failure(f"peer {peer!r} failed: {child.stderr_tail()}")
+            fifo.remaining(deadline)
+            time.sleep(0.01)
+        if then == "exit" and child.wait(fifo.remaining(deadline)) is None:
+            raise fifo.Timeout
+
+    def kill(self, target: str, signum: int, deadline: float) -> None:
+        child = self.spawned.get(target)
+        if child is None:
+            raise Failure(f"scenario error: kill {target!r}: no spawned peer of that name")
+        child.signal(signum)
+        if child.wait(fifo.remaining(deadline)) is None:
+            raise fifo.Timeout
+
+    def diagnostics(self) -> list[str]:
+        lines = super().diagnostics()
+        if self.host is not None:
+            err = file_tail(self.host.stderr_path)
+            if err:
+                lines.append("reference client stderr: " + err.replace("\n", "\n    "))
+        return lines
+
+    def teardown(self) -> None:
+        for connection in self.peers.values():
+            connection.close("both")
+        if self.host is not None:
+            self.host.close()
+        for child in self.spawned.values():
+            child.finish(0)
+        if self.server is not None:
+            self.server.signal(self.stop_signal)
+            self.server.finish(3.0)
