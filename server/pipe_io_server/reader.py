@@ -63,27 +63,34 @@ class Reader:
         poller.register(self._wake_r, select.POLLIN)
         poller.register(self._fd, select.POLLIN)
         decoder = self._decoder
+        # After a reopen, read without waiting for poll(): a writer that came and went during
+        # the reopen gets no hang-up reported on the new descriptor, only end of file.
+        probing = fresh = False
         while True:
-            for ready, _ in poller.poll():
-                if ready == self._wake_r:
-                    return
-                try:
-                    data = os.read(self._fd, READ_SIZE)
-                except BlockingIOError:
-                    continue
-                if data:
-                    messages = decoder.feed(data)
-                    if decoder.discards:
-                        self._report()
-                    if messages:
-                        self._stats.received += len(messages)
-                        self._dispatch(messages)
-                else:
-                    decoder.close()
+            if not probing and any(fd == self._wake_r for fd, _ in poller.poll()):
+                return
+            try:
+                data = os.read(self._fd, READ_SIZE)
+            except BlockingIOError:
+                probing = False
+                continue
+            if data:
+                fresh = False
+                messages = decoder.feed(data)
+                if decoder.discards:
                     self._report()
-                    poller.unregister(self._fd)
-                    self._reopen()
-                    poller.register(self._fd, select.POLLIN)
+                if messages:
+                    self._stats.received += len(messages)
+                    self._dispatch(messages)
+            elif probing and fresh:
+                probing = False  # no writer since the reopen: end of file means nothing
+            else:
+                decoder.close()
+                self._report()
+                poller.unregister(self._fd)
+                self._reopen()
+                poller.register(self._fd, select.POLLIN)
+                probing = fresh = True
 
     def _reopen(self) -> None:
         """Every writer left. A fresh descriptor stops poll() reporting the old hang-up.

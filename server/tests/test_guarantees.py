@@ -304,3 +304,24 @@ def test_send_message_refuses_newlines(echo: EchoServer) -> None:
     with pytest.raises(ValueError, match="newline"):
         echo.send_message(b"two\nlines")
     assert stat.S_ISFIFO(os.stat(echo.out_pipe).st_mode)
+
+
+def test_writer_that_comes_and_goes_while_the_server_reopens(pull: PipeIOServer) -> None:
+    """A tail written in the instant the server reopens in_pipe is still dropped, not glued."""
+    reader = pull._reader
+    assert reader is not None
+    real_open = reader.fifo.open_read
+
+    def open_after_a_hit_and_run_writer() -> int:
+        reader.fifo.open_read = real_open  # type: ignore[method-assign]
+        fd = os.open(pull.in_pipe, os.O_WRONLY | os.O_NONBLOCK)
+        os.write(fd, b"tail without newline")
+        os.close(fd)
+        return real_open()
+
+    reader.fifo.open_read = open_after_a_hit_and_run_writer  # type: ignore[method-assign]
+    finish(peer("send", pull.in_pipe, b"first\n".hex()))
+    assert pull.recv_message(timeout=10) == b"first"
+    assert eventually(lambda: pull.stats.tails_discarded == 1)
+    finish(peer("send", pull.in_pipe, b"next\n".hex()))
+    assert pull.recv_message(timeout=10) == b"next"
