@@ -30,10 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python < 3.11
-    tomllib = None  # type: ignore[assignment]
+import tomllib  # the runner is a tool of the project's venv (Python 3.11)
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -83,18 +80,13 @@ class Server:
 
 
 def servers(legacy_python: str) -> dict[str, Server]:
-    echo = str(BENCH / "echo_server.py")
+    echo, pyfloor = str(BENCH / "echo_server.py"), str(BENCH / "pyfloor.py")
     return {
-        "floor": Server(
-            "floor", "floor", lambda i, o: [str(BUILD / "floor"), i, o], makes_fifos=False
-        ),
+        "floor": Server("floor", "floor", lambda i, o: [str(BUILD / "floor"), i, o], False),
         "ours": Server("ours", "ours", lambda i, o: [sys.executable, echo, i, o], True),
         "legacy": Server("legacy", "1.0.3", lambda i, o: [legacy_python, echo, i, o], True),
         "pyfloor": Server(
-            "pyfloor",
-            "python floor",
-            lambda i, o: [sys.executable, str(BENCH / "pyfloor.py"), i, o],
-            makes_fifos=False,
+            "pyfloor", "python floor", lambda i, o: [sys.executable, pyfloor, i, o], False
         ),
     }
 
@@ -138,6 +130,8 @@ def _wait_ready(proc: subprocess.Popen[str], timeout: float, log: Path) -> str:
 
 
 def _stop(proc: subprocess.Popen[str]) -> int:
+    if proc.stdout:
+        proc.stdout.close()
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -239,28 +233,28 @@ def _profiled(pid: int, folded: Path | None) -> Iterator[None]:
 
 
 def profile_summary(folded: Path, top: int = 12) -> str:
-    """Where the samples fall: per thread, per function including callees, per function alone."""
+    """Where the samples fall: per thread, per function with its callees, per line alone."""
     threads: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
-    alone: Counter[str] = Counter()
-    for line in folded.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
+    lines: Counter[str] = Counter()
+    for entry in folded.read_text().splitlines():
+        stack, _, count_text = entry.rpartition(" ")
+        frames = stack.split(";")
+        if frames[-1].startswith("sigwait "):
+            continue  # echo_server.py's main thread, waiting for the stop signal
         count = int(count_text)
-        # "function (file:line)" -> "function (file)": a function's lines count together.
-        frames = [
-            frame.rpartition(":")[0] + ")" if ":" in frame else frame for frame in stack.split(";")
-        ]
         runs = [f for f in frames if f.split(" ")[0].endswith("._run")]
-        threads[runs[0].split(" ")[0] if runs else frames[0].split(" ")[0]] += count
-        for frame in set(frames):
-            inclusive[frame] += count
-        alone[frames[-1]] += count
+        threads[(runs or frames)[0].split(" ")[0]] += count
+        # "function (file:line)" -> "function (file)": a function's lines count together.
+        for function in {f.rpartition(":")[0] + ")" if ":" in f else f for f in frames}:
+            inclusive[function] += count
+        lines[frames[-1]] += count
     total = sum(threads.values()) or 1
-    out = [f"{folded.name}: {total} samples of active threads (py-spy, 250 Hz)"]
+    out = [f"{folded.name}: {total} samples of busy threads (py-spy, 250 Hz)"]
     for title, counter in (
         ("by thread", threads),
         ("by function, with callees", inclusive),
-        ("by function, alone", alone),
+        ("by line, alone", lines),
     ):
         out.append(f"\n{title}:")
         out += [f"  {100 * n / total:5.1f}%  {name}" for name, n in counter.most_common(top)]
@@ -271,8 +265,6 @@ def profile_summary(folded: Path, top: int = 12) -> str:
 
 
 def _load_clients() -> dict[str, dict[str, str]]:
-    if tomllib is None:
-        raise BenchError("reading conformance/clients.toml needs Python 3.11")
     with open(ROOT / "conformance" / "clients.toml", "rb") as table:
         clients: dict[str, dict[str, str]] = tomllib.load(table)
     return clients
