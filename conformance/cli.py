@@ -10,6 +10,7 @@ from typing import Any
 
 from . import report
 from .registry import (
+    EXPECTED,
     RegistryError,
     Testee,
     load_clients,
@@ -94,6 +95,14 @@ def parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where report.json and junit.xml go (default conformance/reports)",
     )
+    p.add_argument(
+        "--expected-failures",
+        type=Path,
+        default=EXPECTED,
+        metavar="DIR",
+        help="where the lists NAME.txt of expected failures are (default "
+        "conformance/expected-failures; server lists are server-NAME.txt)",
+    )
     p.add_argument("--scenarios-dir", type=Path, default=SCENARIO_DIR, help=argparse.SUPPRESS)
     p.add_argument("--list", action="store_true", help="list scenarios and testees, play nothing")
     return p
@@ -132,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         testees = select_testees(args)
         scenarios = select_scenarios(args, testees)
         ids = {s.id for s in load_all(args.scenarios_dir)}
-        expected = {t.label: load_expected_failures(t, ids) for t in testees}
+        expected = {
+            t.label: load_expected_failures(t, ids, args.expected_failures) for t in testees
+        }
     except (RegistryError, ScenarioError) as error:
         print(f"conformance: error: {error}", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ from .sides import (
     signal_number,
 )
 
-PREVIEW = 48
+PREVIEW = 64
 TRANSCRIPT = 12
 
 

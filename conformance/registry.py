@@ -21,6 +21,8 @@ class RegistryError(ValueError):
 class Testee:
     """One row of the matrix: a client (run with {recv} {send}) or a server ({in} {out})."""
 
+    __test__ = False  # not a pytest class, despite the name
+
     name: str
     kind: str  # "client" or "server"
     run: str
@@ -32,10 +34,8 @@ class Testee:
         return self.name if self.kind == "client" else f"server:{self.name}"
 
     @property
-    def expected_failures_file(self) -> Path:
-        return EXPECTED / (
-            f"{self.name}.txt" if self.kind == "client" else f"server-{self.name}.txt"
-        )
+    def expected_failures_name(self) -> str:
+        return f"{self.name}.txt" if self.kind == "client" else f"server-{self.name}.txt"
 
 
 def _read(path: Path) -> dict[str, object]:
@@ -85,9 +85,11 @@ def parse_testee(text: str, kind: str, build: str | None = None) -> Testee:
     return Testee(name, kind, command, build)
 
 
-def load_expected_failures(testee: Testee, scenario_ids: set[str]) -> dict[str, str]:
+def load_expected_failures(
+    testee: Testee, scenario_ids: set[str], directory: Path = EXPECTED
+) -> dict[str, str]:
     """scenario id -> reason, from lines `scenario-id  reason`; # starts a comment."""
-    path = testee.expected_failures_file
+    path = directory / testee.expected_failures_name
     if not path.exists():
         return {}
     expected: dict[str, str] = {}

@@ -75,7 +75,7 @@ def details(run: Run, out: TextIO) -> None:
         elif outcome == "xpass":
             print(
                 f"\nXPASS {cell.testee.label} x {cell.scenario.id}: passed, but "
-                f"{cell.testee.expected_failures_file.name} lists it ({cell.expected_failure}); "
+                f"{cell.testee.expected_failures_name} lists it ({cell.expected_failure}); "
                 "remove the line",
                 file=out,
             )

@@ -1,0 +1,57 @@
+"""Run the suite as its users do: `python -m conformance ...` in a child process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+BROKEN = ROOT / "conformance" / "broken"
+CONTROL = f"python3 {HERE.relative_to(ROOT)}/echo_ok.py {{recv}} {{send}}"
+
+
+@dataclass
+class SuiteRun:
+    status: int
+    stdout: str
+    stderr: str
+    report: dict[str, Any]
+    reports: Path
+
+    def outcome(self, testee: str, scenario: str) -> str:
+        for result in self.report["results"]:
+            if result["testee"] == testee and result["scenario"] == scenario:
+                return str(result["outcome"])
+        raise KeyError((testee, scenario))
+
+    def result(self, testee: str, scenario: str) -> dict[str, Any]:
+        for result in self.report["results"]:
+            if result["testee"] == testee and result["scenario"] == scenario:
+                return dict(result)
+        raise KeyError((testee, scenario))
+
+
+@pytest.fixture
+def suite(tmp_path: Path) -> Any:
+    def run(*args: str, timeout: float = 150) -> SuiteRun:
+        reports = tmp_path / "reports"
+        done = subprocess.run(
+            [sys.executable, "-m", "conformance", "--reports", str(reports), *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        report_file = reports / "report.json"
+        report = json.loads(report_file.read_text()) if report_file.exists() else {}
+        return SuiteRun(done.returncode, done.stdout, done.stderr, report, reports)
+
+    return run
