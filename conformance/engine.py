@@ -161,6 +161,11 @@ class Player:
         self.side.stop_server(at.deadline)
         self.log("stopped the server")
 
+    def do_restart(self, step: Step, at: At) -> None:
+        name = step.args.get("signal")
+        self.side.restart(step.value, signal_number(name) if name else None, at.deadline)
+        self.log(f"restarted the {step.value}" + (f" after SIG{name}" if name else ""))
+
     def do_kill(self, step: Step, at: At) -> None:
         self.side.kill(step.value, signal_number(step.args["signal"]), at.deadline)
         self.log(f"killed {step.value} with SIG{step.args['signal']}")

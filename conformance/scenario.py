@@ -33,6 +33,7 @@ ACTIONS = (
     "spawn",
     "read_bytes",
     "repeat",
+    "restart",
 )
 # Keys a step may carry besides its action, per action.
 MODIFIERS: dict[str, frozenset[str]] = {
@@ -50,6 +51,7 @@ MODIFIERS: dict[str, frozenset[str]] = {
     "spawn": frozenset({"write", "then", "within", "role"}),
     "read_bytes": frozenset({"peer", "within", "role"}),
     "repeat": frozenset({"steps", "role"}),
+    "restart": frozenset({"signal", "within", "role"}),
 }
 SIDES = ("send", "recv", "both")
 SIGNALS = ("KILL", "TERM", "INT")
@@ -405,6 +407,14 @@ def _check_start(step: Step) -> Step:
     return step
 
 
+def _check_restart(step: Step) -> Step:
+    if step.value not in SETUP_ITEMS:
+        raise ScenarioError(f"{step.where}: restart 'client' or 'server'")
+    if step.args.get("signal", "TERM") not in SIGNALS:
+        raise ScenarioError(f"{step.where}: signal is one of {SIGNALS}")
+    return step
+
+
 def _check_stop(step: Step) -> Step:
     if step.value != "server":
         raise ScenarioError(f"{step.where}: stop 'server' (a client ends with close or kill)")
@@ -458,6 +468,7 @@ _STEP_CHECKS: dict[str, Callable[[Step], Step]] = {
     "pause": _check_pause,
     "start": _check_start,
     "stop": _check_stop,
+    "restart": _check_restart,
     "kill": _check_kill,
     "close": _check_close,
     "connect": _check_connect,

@@ -96,6 +96,10 @@ class Side(ABC):
     def kill(self, target: str, signum: int, deadline: float) -> None:
         raise self.unsupported(f"kill {target}")
 
+    def restart(self, what: str, signum: int | None, deadline: float) -> None:
+        """End the testee (with `signum`, or its usual way) and start it again."""
+        raise self.unsupported(f"restart {what}")
+
     def wait_exit(self, deadline: float) -> int | None:
         child = self.testee()
         if child is None:
@@ -144,6 +148,14 @@ class ClientTesteeSide(Side):
         child.signal(signum)
         if child.wait(max(0.0, deadline - time.monotonic())) is None:
             raise Failure(f"the client did not end after SIG{signal.Signals(signum).name}")
+
+    def restart(self, what: str, signum: int | None, deadline: float) -> None:
+        if what != "client":
+            raise self.unsupported("restart server (a stopped reference server stays stopped)")
+        client = self.testee()
+        if client is not None and client.returncode is None:
+            self.kill("client", signum or signal.SIGTERM, deadline)
+        self.start_client()
 
     def teardown_clients(self) -> None:
         for child in self.children:
@@ -396,24 +408,30 @@ class ReferenceClients(Side):
     def start(self, what: str, deadline: float) -> None:
         if what == "client":
             self.connect("a", ["send", "recv"], deadline)
-            return
-        if self.server is not None:
+        elif self.server is not None:
             raise Failure("scenario error: the server is already started")
+        else:
+            self.server = self._launch(deadline)
+
+    def _launch(self, deadline: float) -> Child:
+        """Start the server and wait until both FIFOs exist."""
         command = substitute(self.server_run, **{"in": self.in_pipe, "out": self.out_pipe})
-        self.server = Child(command, self.workdir, "server")
-        self.children.append(self.server)
+        runs = sum(1 for child in self.children if child.label.startswith("server"))
+        server = Child(command, self.workdir, f"server-{runs + 1}" if runs else "server")
+        self.children.append(server)
         for path in (self.in_pipe, self.out_pipe):
             while True:
                 try:
                     fifo.wait_for_fifo(path, min(deadline, time.monotonic() + 0.05))
                     break
                 except fifo.Timeout:
-                    if self.server.returncode is not None:
+                    if server.returncode is not None:
                         raise Failure(
-                            f"the server ended ({exit_text(self.server.returncode)}) "
+                            f"the server ended ({exit_text(server.returncode)}) "
                             f"before creating {path}"
                         ) from None
                     fifo.remaining(deadline)
+        return server
 
     def stop_server(self, deadline: float) -> None:
         if self.server is None:
@@ -542,6 +560,30 @@ class ReferenceClients(Side):
             time.sleep(0.01)
         if then == "exit" and child.wait(fifo.remaining(deadline)) is None:
             raise fifo.Timeout
+
+    def restart(self, what: str, signum: int | None, deadline: float) -> None:
+        """Stop or kill the server, start it again, wait until it reads in_pipe.
+
+        The wait matters after SIGKILL: the old FIFOs are still there until the new server
+        replaces them, and a client opening them in between would wait on dead ones.
+        """
+        if what != "server" or self.server is None:
+            raise self.unsupported(f"restart {what}")
+        self.server.signal(signum or self.stop_signal)
+        status = self.server.wait(fifo.remaining(deadline))
+        if status is None:
+            raise Failure("the server did not end, so it could not be restarted")
+        self.server = server = self._launch(deadline)
+        while True:
+            try:
+                fifo.open_writer(self.in_pipe, min(deadline, time.monotonic() + 0.05)).close()
+                return
+            except fifo.Timeout:
+                if server.returncode is not None:
+                    raise Failure(
+                        f"the restarted server ended ({exit_text(server.returncode)})"
+                    ) from None
+                fifo.remaining(deadline)
 
     def kill(self, target: str, signum: int, deadline: float) -> None:
         child = self.spawned.get(target)

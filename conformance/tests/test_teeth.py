@@ -67,11 +67,13 @@ def test_a_server_that_glues_tails_is_caught(suite: Any) -> None:
     run = suite(
         "--server=glue=python3 conformance/broken/glue-tail-server.py {in} {out}",
         "--scenario",
-        f"{SANITY},server-partial-not-glued,server-sigkill-mid-message",
+        f"{SANITY},server-partial-not-glued,server-sigkill-mid-message,server-restart-*",
     )
     assert run.status == 1, run.stdout
     assert run.outcome("server:glue", SANITY) == "pass", run.stdout
     assert run.outcome("server:glue", "server-partial-not-glued") == "fail", run.stdout
     assert run.outcome("server:glue", "server-sigkill-mid-message") == "fail", run.stdout
+    # It also refuses to start over the FIFOs a killed instance left behind.
+    assert run.outcome("server:glue", "server-restart-after-sigkill") == "fail", run.stdout
     glued = run.result("server:glue", "server-sigkill-mid-message")
     assert "fragment of a message" in "\n".join(glued["details"])
