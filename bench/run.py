@@ -328,6 +328,8 @@ def client_rate(run: str, seconds: float) -> dict[str, Any]:
         state["target"] = target
         reached.clear()
         while state["received"] < target:
+            if client.poll() is not None:
+                raise BenchError(f"ended after echoing {state['received']} of {sent} messages")
             if time.monotonic() > deadline:
                 raise BenchError(f"echoed {state['received']} of {sent} messages, then stalled")
             reached.wait(0.2)
@@ -341,7 +343,7 @@ def client_rate(run: str, seconds: float) -> dict[str, Any]:
             argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, text=True,
             stderr=subprocess.PIPE,
         )  # fmt: skip
-        sent = 0
+        sent, failure = 0, ""
         try:
             hard_deadline = time.monotonic() + seconds + 60
             while not state["received"] or state["last"] - state["first"] < seconds:
@@ -350,6 +352,8 @@ def client_rate(run: str, seconds: float) -> dict[str, Any]:
                 sent += burst
                 wait_for(sent - window + burst, hard_deadline)
             wait_for(sent, hard_deadline)
+        except BenchError as error:
+            failure = f"{error}; "
         finally:
             server.stop()
             try:
@@ -357,8 +361,8 @@ def client_rate(run: str, seconds: float) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 client.kill()
                 _, err = client.communicate()
-        if client.returncode != 0:
-            raise BenchError(f"exited with {client.returncode}: {err.strip()[-300:]}")
+        if failure or client.returncode != 0:
+            raise BenchError(f"{failure}exit status {client.returncode}: {err.strip()[-300:]}")
         if state["bad"]:
             raise BenchError(f"{state['bad']} echoes differ from the message sent")
         elapsed = state["last"] - state["first"]
