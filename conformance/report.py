@@ -66,7 +66,7 @@ def details(run: Run, out: TextIO) -> None:
         outcome = cell.outcome
         if outcome == "fail":
             print(
-                f"\nFAIL {cell.testee.label} x {cell.scenario.id} (column {ids[cell.scenario.id]}, "
+                f"\nFAIL {cell.testee.label} / {cell.scenario.id} (column {ids[cell.scenario.id]}, "
                 f"{cell.result.seconds:.2f} s): {cell.result.message}",
                 file=out,
             )
@@ -74,7 +74,7 @@ def details(run: Run, out: TextIO) -> None:
                 print(f"    {line}", file=out)
         elif outcome == "xpass":
             print(
-                f"\nXPASS {cell.testee.label} x {cell.scenario.id}: passed, but "
+                f"\nXPASS {cell.testee.label} / {cell.scenario.id}: passed, but "
                 f"{cell.testee.expected_failures_name} lists it ({cell.expected_failure}); "
                 "remove the line",
                 file=out,
@@ -85,7 +85,7 @@ def details(run: Run, out: TextIO) -> None:
         for cell in xfails:
             assert cell.result is not None
             print(
-                f"  {cell.testee.label} x {cell.scenario.id}: {cell.expected_failure} "
+                f"  {cell.testee.label} / {cell.scenario.id}: {cell.expected_failure} "
                 f"(it failed with: {cell.result.message})",
                 file=out,
             )

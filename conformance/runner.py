@@ -36,7 +36,7 @@ class Cell:
 
     @property
     def name(self) -> str:
-        return f"{self.testee.label} x {self.scenario.id}"
+        return f"{self.testee.label} / {self.scenario.id}"
 
 
 @dataclass

@@ -67,7 +67,7 @@ def test_expected_failures_and_unexpected_passes(suite: Any, tmp_path: Path) -> 
         "0 passed, 1 failed",
     ]
     assert run.status == 1
-    assert "XPASS control x echo-cr" in run.stdout
+    assert "XPASS control / echo-cr" in run.stdout
 
     (lists / "control.txt").write_text("")
     run = suite(f"--client=cr={cr}", "--scenario=echo-cr", f"--expected-failures={lists}")

@@ -59,7 +59,7 @@ def test_a_failure_says_what_was_sent_expected_and_received(suite: Any) -> None:
     assert "first difference at byte 1: expected 0x0d, got end of message" in text
     assert "sent 6 messages" in text
     assert "stderr" in text
-    assert "FAIL cr x echo-cr" in run.stdout
+    assert "FAIL cr / echo-cr" in run.stdout
 
 
 @pytest.mark.timeout(180)
