@@ -14,14 +14,11 @@ import select
 import threading
 from typing import Callable
 
-from .fifo import Fifo
+from .fifo import PIPE_SIZE, Fifo
 from .framing import Decoder, Discard
 from .stats import Stats
 
 log = logging.getLogger("pipe_io_server")
-
-# One read takes up to this much: a pipe's default capacity, and then some.
-READ_SIZE = 256 * 1024
 
 
 class Reader:
@@ -31,11 +28,16 @@ class Reader:
         stats: Stats,
         max_message_size: int | None,
         dispatch: Callable[[list[bytes]], None],
+        after_read: Callable[[], None],
     ) -> None:
         self.fifo = fifo
         self._stats = stats
         self._decoder = Decoder(max_message_size)
         self._dispatch = dispatch
+        self._after_read = after_read
+        # Reads land in one reused buffer: os.read() would allocate and shrink a pipe-sized
+        # block on every call, which costs more than the read itself.
+        self._buffer = bytearray(PIPE_SIZE)
         self._wake_r = self._wake_w = self._fd = -1
         self.thread = threading.Thread(target=self._run, name="pipe_io_server reader", daemon=True)
 
@@ -66,17 +68,19 @@ class Reader:
         # After a reopen, read without waiting for poll(): a writer that came and went during
         # the reopen gets no hang-up reported on the new descriptor, only end of file.
         probing = fresh = False
+        buffer, view = self._buffer, memoryview(self._buffer)
         while True:
             if not probing and any(fd == self._wake_r for fd, _ in poller.poll()):
                 return
             try:
-                data = os.read(self._fd, READ_SIZE)
+                count = os.readv(self._fd, (buffer,))
             except BlockingIOError:
                 probing = False
                 continue
-            if data:
+            if count:
                 fresh = False
-                messages = decoder.feed(data)
+                self._after_read()
+                messages = decoder.feed(view[:count].tobytes())
                 if decoder.discards:
                     self._report()
                 if messages:

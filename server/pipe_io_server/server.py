@@ -23,6 +23,10 @@ DEFAULT_SEND_TIMEOUT = 5.0
 STOP_TIMEOUT = 0.9
 
 
+def _nothing() -> None:
+    pass
+
+
 class _PipeServer:
     """Lifecycle shared by the reader, writer and two-way servers."""
 
@@ -84,7 +88,11 @@ class _PipeServer:
             fifos = iter(self._fifos)
             if self._in_pipe is not None:
                 self._reader = Reader(
-                    next(fifos), self.stats, self._max_message_size, self._dispatch
+                    next(fifos),
+                    self.stats,
+                    self._max_message_size,
+                    self._dispatch,
+                    self._writer.prune if self._writer else _nothing,
                 )
                 self._reader.start()
             if self._writer is not None:

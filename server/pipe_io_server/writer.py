@@ -18,11 +18,13 @@ import threading
 import time
 
 from .backlog import Backlog, BacklogFull
-from .fifo import Fifo
+from .fifo import PIPE_SIZE, Fifo
 from .stats import Stats
 
 log = logging.getLogger("pipe_io_server")
 
+# Below this many unacknowledged bytes, prune() leaves the bookkeeping to the next write.
+PRUNE_BYTES = 256 * 1024
 _GONE = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
@@ -104,6 +106,13 @@ class Writer:
             if self._backlog.pending or self._gone:
                 self._wake()
 
+    def prune(self) -> None:
+        """Forget the large messages a reader has already taken, without waiting to write."""
+        if self._backlog.unacknowledged >= PRUNE_BYTES:
+            with self._lock:
+                if self._fd >= 0:
+                    self._backlog.acknowledge(_unread(self._fd))
+
     def flush(self, timeout: float | None) -> bool:
         """Wait until every queued byte is in the pipe; False if the timeout came first."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -154,42 +163,53 @@ class Writer:
             self._changed.notify_all()
 
     def _run(self) -> None:
+        held = -1
         try:
-            self._connect_and_serve()
+            held = self._connect_and_serve()
         finally:
             with self._lock:
                 dropped = self._backlog.clear()
                 if dropped:
                     self._stats.dropped_at_stop += dropped
                     log.warning("%d outbound messages were not delivered before stop", dropped)
-                if self._fd >= 0:
-                    os.close(self._fd)
-                    self._fd = -1
+                self._fd = -1
                 if self._stopping:  # stop() wrote its wake-up under this lock: none will follow
                     os.close(self._wake_r)
                     os.close(self._wake_w)
                     self._wake_r = self._wake_w = -1
+            if held >= 0:
+                os.close(held)
 
-    def _connect_and_serve(self) -> None:
+    def _connect_and_serve(self) -> int:
+        """Serve reader after reader; returns the write end still held when stopping.
+
+        The first write end is kept across readers. While it is open the pipe exists, so a
+        reader that opens between two sessions joins an empty pipe that has a writer: it
+        never meets end of file or a previous reader's leftovers. The blocking open of a
+        second write end is only how the thread waits for that reader to arrive.
+        """
         assert self._fifo is not None
         poller = select.poll()
         poller.register(self._wake_r, select.POLLIN)
+        held = -1
         while True:
             with self._lock:
                 if self._stopping:
-                    return
-            fd = self._fifo.open_write()
+                    return held
+            arrival = self._fifo.open_write()
+            if held < 0:
+                held = arrival
+                os.set_blocking(held, False)
+                poller.register(held, 0)
+            else:
+                os.close(arrival)
             with self._lock:
                 if self._stopping:
-                    os.close(fd)
-                    return
-                os.set_blocking(fd, False)
-                self._fd = fd
-                self._capacity = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+                    return held
+                self._fd = held
+                self._capacity = fcntl.fcntl(held, fcntl.F_GETPIPE_SZ)
                 log.debug("reader connected to %s", self.path)
-            poller.register(fd, 0)
-            self._serve(poller, fd)
-            poller.unregister(fd)
+            self._serve(poller, held)
 
     def _serve(self, poller: select.poll, fd: int) -> None:
         while True:
@@ -197,9 +217,9 @@ class Writer:
                 if self._stopping:
                     return
                 self._flush()
-                if self._gone:
-                    self._disconnect()
+                if self._gone and self._left():
                     return
+                self._gone = False
                 self._idle = not self._backlog.pending
                 poller.modify(fd, 0 if self._idle else select.POLLOUT)
             for ready, events in poller.poll():
@@ -211,18 +231,22 @@ class Writer:
                             break
                 elif events & _GONE:
                     with self._lock:
-                        if _has_reader(fd):
-                            # A new reader opened the pipe before we saw the old one leave:
-                            # it inherits the old stream (the race PROTOCOL.md describes).
-                            log.warning("a new reader took over %s mid-stream", self.path)
-                            continue
-                        self._disconnect()
-                    return
+                        if self._left():
+                            return
 
-    def _disconnect(self) -> None:
-        """The reader left: requeue what it did not take whole and drop the pipe's bytes."""
+    def _left(self) -> bool:
+        """Handle a reader's departure; False if a new reader already took over the stream.
+
+        A new reader that opened before this thread ran inherits the old stream, leftovers
+        included (the race PROTOCOL.md describes). Otherwise what the reader did not take
+        whole is queued again and the pipe's unread bytes are drained, so the next reader
+        starts on an empty pipe.
+        """
+        if _has_reader(self._fd):
+            log.warning("a new reader took over %s mid-stream", self.path)
+            return False
         redelivered = self._backlog.rewind(_unread(self._fd))
-        os.close(self._fd)
+        self._drain()
         self._fd = -1
         self._gone = False
         self._idle = False
@@ -233,3 +257,17 @@ class Writer:
             )
         else:
             log.debug("reader left %s", self.path)
+        return True
+
+    def _drain(self) -> None:
+        assert self._fifo is not None
+        drain = self._fifo.open_read()
+        try:
+            while True:
+                try:
+                    if not os.read(drain, PIPE_SIZE):
+                        return
+                except BlockingIOError:
+                    return
+        finally:
+            os.close(drain)
