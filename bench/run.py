@@ -734,12 +734,8 @@ def main() -> int:
         raise SystemExit(f"{config.legacy_python} is missing: `make bench` installs 1.0.3 there")
     if config.profile:
         config.profile.mkdir(parents=True, exist_ok=True)
-    # Only a whole run replaces the committed results; parts go under build/.
     whole = not (config.smoke or config.profile) and config.reps >= 3
     whole = whole and len(cases) == len(CASES) and server_names == DEFAULT_SERVERS
-    kind = "smoke" if config.smoke else "partial"
-    output = config.output or (RESULTS if whole else ROOT / "build" / "bench" / kind)
-    output.mkdir(parents=True, exist_ok=True)
     all_servers = servers(config.legacy_python)
     chosen = [all_servers[name] for name in server_names]
     subjects = [(s.name, s.label) for s in chosen]
@@ -766,6 +762,10 @@ def main() -> int:
     errors = [row for row in rows if "error" in row]
     for row in errors:
         print(f"ERROR rep {row['rep']} {row['case']} {row['subject']}: {row['error']}")
+    # Only a whole run without errors replaces the committed results; others go under build/.
+    kind = "smoke" if config.smoke else "failed" if errors else "partial"
+    output = config.output or (RESULTS if whole and not errors else BUILD / kind)
+    output.mkdir(parents=True, exist_ok=True)
 
     report = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
