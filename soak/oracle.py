@@ -1,0 +1,365 @@
+"""The checker: what clients wrote and read against what the server handled and sent.
+
+Nothing here trusts either side. Each message carries its identity and checksum; the
+writers' and readers' own records (see clients.py) say what went into and came out of the
+pipes; the recorder's logs say what the handler got and what `send_message` accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import wire
+from .clients import HEADER
+
+
+@dataclass
+class Sent:
+    seq: int
+    size: int
+    crc: int
+    total: int
+    intent: float
+    done: float | None = None
+
+
+@dataclass
+class WriterRecord:
+    wid: int
+    kind: str
+    killed: bool
+    ino: int | None = None
+    opened: float | None = None
+    messages: dict[int, Sent] = field(default_factory=dict)
+    tail: int | None = None  # bytes of a message it closed in the middle of, on purpose
+    line: int | None = None  # length of its endless line
+    line_ended: bool = False  # the endless line got its newline
+    ended: str = ""  # C (closed), epipe, noopen, or "" when killed
+
+    @property
+    def last_done(self) -> int:
+        return max((m.seq for m in self.messages.values() if m.done is not None), default=-1)
+
+
+@dataclass
+class ReaderRecord:
+    rid: int
+    kind: str
+    killed: bool
+    ino: int
+    opened: float
+    taken: list[tuple[int, int, int, int]]  # (instance, outseq, size, crc), in reading order
+    fragment: bool  # it left with part of a message read
+    bad: list[str]
+    bytes: int
+
+
+@dataclass
+class Instance:
+    inst: int
+    in_ino: int
+    out_ino: int
+    created: float
+    stopped: float | None = None  # when stop() was called
+    stop_seconds: float | None = None
+    stats: dict[str, int] | None = None
+    graceful: bool = False  # stopped after everything was drained: no loss excused
+
+
+def read_writer_log(path: Path, wid: int, kind: str, killed: bool) -> WriterRecord:
+    record = WriterRecord(wid, kind, killed)
+    if not path.exists():
+        return record
+    for line in path.read_text().splitlines():
+        part = line.split()
+        if part[0] == "O":
+            record.ino, record.opened = int(part[1]), float(part[2])
+        elif part[0] == "I":
+            seq = int(part[1])
+            record.messages[seq] = Sent(seq, int(part[2]), int(part[3]), int(part[4]), float(part[5]))
+        elif part[0] == "D":
+            record.messages[int(part[1])].done = float(part[2])
+        elif part[0] == "T":
+            record.tail = int(part[2])
+        elif part[0] == "L":
+            record.line = int(part[1])
+        elif part[0] == "N":
+            record.line_ended = True
+        elif part[0] == "C":
+            record.ended = "C"
+        elif part[0] == "X":
+            record.ended = part[1]
+    return record
+
+
+def read_reader_buffer(path: Path, rid: int, kind: str, killed: bool) -> ReaderRecord:
+    with path.open("rb") as f:
+        committed, requested, ino, opened = struct.unpack("<QQQd", f.read(HEADER))
+        data = f.read(committed + requested)
+    lines = data.split(wire.NEWLINE)
+    taken: list[tuple[int, int, int, int]] = []
+    bad: list[str] = []
+    for line in lines[:-1]:
+        parsed = wire.parse(line)
+        if parsed is None or not parsed.tag[1:].isdigit() or parsed.tag[0] != "o":
+            bad.append(wire.evidence(line))
+            continue
+        taken.append((int(parsed.tag[1:]), parsed.seq, parsed.size, parsed.crc))
+    fragment = bool(lines[-1].strip(b"\0"))
+    return ReaderRecord(rid, kind, killed, ino, opened, taken, fragment, bad, committed)
+
+
+_DISCARD = re.compile(r"discarded (a message|an unterminated tail) of (\d+) bytes")
+
+
+class Oracle:
+    def __init__(self, max_message_size: int) -> None:
+        self.max_message_size = max_message_size
+        self.writers: dict[int, WriterRecord] = {}
+        self.readers: list[ReaderRecord] = []
+        self.instances: dict[int, Instance] = {}
+        self.violations: list[dict[str, Any]] = []
+        self.figures: Counter[str] = Counter()
+
+    def violation(self, kind: str, detail: str) -> None:
+        self.violations.append({"kind": kind, "detail": detail})
+
+    def instance_of(self, ino: int | None, when: float | None) -> Instance | None:
+        if ino is None or when is None:
+            return None
+        for inst in self.instances.values():
+            if inst.in_ino == ino and inst.created <= when and (
+                inst.stopped is None or when <= inst.stopped + 2
+            ):
+                return inst
+        return None
+
+    # -- inbound: written whole => handled once, in order; nothing else handled ------------------
+
+    def check_inbound(self, run_dir: Path) -> None:
+        handled: dict[int, list[tuple[int, int, int, int, int]]] = defaultdict(list)
+        per_instance: Counter[int] = Counter()
+        for line in (run_dir / "handled.log").read_text().splitlines():
+            part = line.split(" ", 3)
+            per_instance[int(part[1])] += 1
+            if part[0] == "B":
+                self.violation(
+                    "fragment or glued message handled",
+                    f"instance {part[1]}, handled message #{part[2]}: {json.loads(part[3])}",
+                )
+                continue
+            _, inst, pos, rest = part
+            wid, seq, size, crc = map(int, rest.split())
+            handled[wid].append((int(inst), int(pos), seq, size, crc))
+        self.figures["handled"] = sum(per_instance.values())
+        self.handled_per_instance = per_instance
+        discards = self._discards(run_dir)
+        for wid, entries in sorted(handled.items()):
+            self._check_writer_handled(wid, entries)
+        for wid, writer in sorted(self.writers.items()):
+            self._check_writer_delivered(writer, {e[2] for e in handled.get(wid, [])}, discards)
+
+    def _discards(self, run_dir: Path) -> dict[tuple[int, str], Counter[int]]:
+        found: dict[tuple[int, str], Counter[int]] = defaultdict(Counter)
+        for line in (run_dir / "events.log").read_text(errors="replace").splitlines():
+            match = _DISCARD.search(line)
+            if match:
+                kind = "oversized" if match.group(1) == "a message" else "tail"
+                found[(int(line.split()[1]), kind)][int(match.group(2))] += 1
+        return found
+
+    def _check_writer_handled(self, wid: int, entries: list[tuple[int, int, int, int, int]]) -> None:
+        writer = self.writers.get(wid)
+        if writer is None:
+            self.violation("handled a message nobody wrote", f"writer w{wid}: {entries[0]}")
+            return
+        previous = -1
+        for inst, pos, seq, size, crc in entries:
+            where = f"w{wid}:{seq} ({writer.kind}) handled in instance {inst} as #{pos}"
+            sent = writer.messages.get(seq)
+            if seq == previous:
+                self.violation("message handled twice", where)
+            elif seq < previous:
+                self.violation("per-writer order broken", f"{where} after w{wid}:{previous}")
+            previous = max(previous, seq)
+            if sent is None:
+                self.violation("handled a message its writer never started", where)
+            elif (sent.size, sent.crc) != (size, crc):
+                self.violation("handled message differs from the one written", where)
+            elif sent.total > self.max_message_size:
+                self.violation(
+                    "oversized message handled",
+                    f"{where}: {sent.total} bytes > max_message_size {self.max_message_size}",
+                )
+            self.figures["inbound checked"] += 1
+
+    def _excused(self, writer: WriterRecord, since: float) -> Instance | None:
+        """The instance was stopped in the middle of things after `since`: loss is allowed."""
+        inst = self.instance_of(writer.ino, writer.opened)
+        if inst is not None and not inst.graceful and inst.stopped is not None:
+            if inst.stopped >= since:
+                return inst
+        return None
+
+    def _check_writer_delivered(
+        self,
+        writer: WriterRecord,
+        handled: set[int],
+        discards: dict[tuple[int, str], Counter[int]],
+    ) -> None:
+        last_handled = max(handled, default=-1)
+        for sent in writer.messages.values():
+            if sent.done is None:
+                self.figures["uncertain (writer killed mid-write)"] += 1
+                continue
+            where = f"w{writer.wid}:{sent.seq} ({writer.kind}, {sent.total} bytes)"
+            inst = self.instance_of(writer.ino, writer.opened)
+            if sent.total > self.max_message_size:
+                bucket = discards[(inst.inst if inst else -1, "oversized")]
+                if bucket[sent.total] > 0:
+                    bucket[sent.total] -= 1
+                    self.figures["oversized discarded as expected"] += 1
+                elif self._excused(writer, sent.intent) is None:
+                    self.violation(
+                        "oversized message not reported",
+                        f"{where}: no 'discarded a message of {sent.total} bytes' in instance "
+                        f"{inst.inst if inst else '?'}",
+                    )
+                continue
+            if sent.seq in handled:
+                continue
+            if sent.seq < last_handled:
+                self.violation(
+                    "message written whole never handled",
+                    f"{where}: lost while w{writer.wid}:{last_handled} was handled",
+                )
+            elif self._excused(writer, sent.intent) is not None:
+                self.figures["lost at a chaos stop (unread in in_pipe)"] += 1
+            else:
+                self.violation(
+                    "message written whole never handled",
+                    f"{where}, written at {sent.done:.3f}, instance "
+                    f"{inst.inst if inst else '?'} (no stop excuses it)",
+                )
+        inst = self.instance_of(writer.ino, writer.opened)
+        key = inst.inst if inst else -1
+        if writer.tail is not None and writer.ended == "C":
+            bucket = discards[(key, "tail")]
+            if bucket[writer.tail] > 0:
+                bucket[writer.tail] -= 1
+                self.figures["tails discarded as expected"] += 1
+            elif self._excused(writer, 0) is None:
+                self.violation(
+                    "unterminated tail not reported",
+                    f"w{writer.wid} closed after {writer.tail} bytes of a message; no matching "
+                    f"'discarded an unterminated tail' in instance {key}",
+                )
+        if writer.line is not None and writer.ended == "C":
+            bucket = discards[(key, "oversized")]
+            if bucket[writer.line] > 0:
+                bucket[writer.line] -= 1
+                self.figures["endless lines discarded as expected"] += 1
+            elif self._excused(writer, 0) is None:
+                self.violation(
+                    "endless line not reported",
+                    f"w{writer.wid}: line of {writer.line} bytes, no matching discard in {key}",
+                )
+
+    # -- outbound: every reader took a contiguous run, redelivery leaves no gap or repeat -------
+
+    def check_outbound(self, run_dir: Path) -> None:
+        sent: dict[int, list[tuple[int, int, str]]] = defaultdict(list)
+        handler_errors: Counter[int] = Counter()
+        echoes: Counter[int] = Counter()
+        for line in (run_dir / "sent.log").read_text().splitlines():
+            part = line.split()
+            inst = int(part[1])
+            if part[0] == "E":
+                if not part[2].startswith("f"):
+                    handler_errors[inst] += 1
+                continue
+            seq, ref, size, crc = int(part[2]), part[3], int(part[4]), int(part[5])
+            if seq != len(sent[inst]):
+                self.violation("recorder out of order", line)
+            sent[inst].append((size, crc, ref))
+            echoes[inst] += not ref.startswith("f")
+        for reader in self.readers:
+            for bad in reader.bad:
+                self.violation(
+                    "fragment or glued message read",
+                    f"reader r{reader.rid} ({reader.kind}{', killed' if reader.killed else ''}): "
+                    f"{bad}",
+                )
+        for inst_no, inst in sorted(self.instances.items()):
+            self._check_instance_outbound(inst, sent.get(inst_no, []))
+            stats = inst.stats
+            if stats is None:
+                continue
+            checks = {
+                "received": self.handled_per_instance.get(inst_no, 0),
+                "sent": len(sent.get(inst_no, [])),
+                "handler_errors": handler_errors[inst_no],
+            }
+            for name, expected in checks.items():
+                if stats[name] != expected:
+                    self.violation(
+                        "server stats disagree with what happened",
+                        f"instance {inst_no}: stats.{name} = {stats[name]}, observed {expected}",
+                    )
+            missing = self.handled_per_instance.get(inst_no, 0) - echoes[inst_no]
+            if missing != handler_errors[inst_no]:
+                self.violation(
+                    "handled message neither echoed nor failed",
+                    f"instance {inst_no}: {missing} not echoed, {handler_errors[inst_no]} errors",
+                )
+
+    def _check_instance_outbound(self, inst: Instance, sent: list[tuple[int, int, str]]) -> None:
+        expected = 0
+        for reader in self.readers:
+            for got_inst, seq, size, crc in reader.taken:
+                if got_inst != inst.inst:
+                    continue
+                self.figures["outbound checked"] += 1
+                where = f"reader r{reader.rid} ({reader.kind}{', killed' if reader.killed else ''})"
+                if seq == expected:
+                    if seq >= len(sent) or sent[seq][:2] != (size, crc):
+                        self.violation(
+                            "read a message the server did not send",
+                            f"{where}: o{inst.inst}:{seq}",
+                        )
+                    expected += 1
+                    continue
+                if seq < expected:
+                    self.violation(
+                        "message delivered twice",
+                        f"{where}: o{inst.inst}:{seq} ({sent[seq][2] if seq < len(sent) else '?'}) "
+                        f"again; the next due was o{inst.inst}:{expected}",
+                    )
+                else:
+                    self.violation(
+                        "message lost on the way out",
+                        f"{where}: got o{inst.inst}:{seq} when o{inst.inst}:{expected} was due; "
+                        f"{seq - expected} sent messages never reached a reader whole",
+                    )
+                    expected = seq + 1
+        self.figures["sent"] += len(sent)
+        left = len(sent) - expected
+        dropped = (inst.stats or {}).get("dropped_at_stop", 0)
+        if left and inst.graceful:
+            self.violation(
+                "sent messages never delivered",
+                f"instance {inst.inst}: {left} of {len(sent)} after a full drain",
+            )
+        elif left < dropped:
+            self.violation(
+                "dropped_at_stop larger than what was not delivered",
+                f"instance {inst.inst}: {dropped} dropped, {left} not delivered",
+            )
+        else:
+            self.figures["undelivered at a chaos stop"] += left

@@ -1,0 +1,250 @@
+"""The server under test, run in its own process so the driver can watch its fds, threads and RSS.
+
+It is the reference `PipeIOServer` with a handler that records every message it is handed
+and echoes it, wrapped in a new self-checking frame `o<instance>:<outseq>:...`, so the
+checker can tell what the server sent from what the clients wrote. The driver steers it
+over a Unix socket, one JSON line per request: start, stop (restart = stop + start on the
+same paths), state, writer (for the end-of-file gate), flood, quit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import faulthandler
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from pipe_io_server import BacklogFull, PipeIOServer
+
+from . import wire
+
+
+class Recorder:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.dir = Path(args.dir)
+        self.lock = threading.Lock()  # the logs and counters below
+        self.send_lock = threading.Lock()  # one sender at a time: outseq order is push order
+        self.handled: TextIO = open(self.dir / "handled.log", "w", buffering=1 << 20)  # noqa: SIM115
+        self.sent: TextIO = open(self.dir / "sent.log", "w", buffering=1 << 20)  # noqa: SIM115
+        self.events: TextIO = open(self.dir / "events.log", "w", buffering=1 << 16)  # noqa: SIM115
+        self.server: PipeIOServer | None = None
+        self.inst = 0
+        self.position = 0  # handled messages and end-of-file events share one order
+        self.outseq = 0
+        self.eofs = 0
+        self.counts: dict[str, int] = {}
+        self.last: dict[int, tuple[int, int, int]] = {}  # writer -> (instance, seq, eofs then)
+        self.floods: list[threading.Thread] = []
+        self.flood_full = 0
+        self.flood_sent = 0
+        self.stats: dict[int, dict[str, int]] = {}
+
+    # -- the server side ------------------------------------------------------------------
+
+    def handle(self, server: PipeIOServer, inst: int, message: bytes) -> None:
+        parsed = wire.parse(message)
+        with self.lock:
+            position = self.position
+            self.position += 1
+            if parsed is not None and parsed.tag.startswith("w") and parsed.tag[1:].isdigit():
+                writer = int(parsed.tag[1:])
+                self.last[writer] = (inst, parsed.seq, self.eofs)
+                self.handled.write(
+                    f"H {inst} {position} {writer} {parsed.seq} {parsed.size} {parsed.crc}\n"
+                )
+                ref = f"{writer}.{parsed.seq}"
+            else:
+                self.handled.write(f"B {inst} {position} {json.dumps(wire.evidence(message))}\n")
+                ref = "bad"
+        self.send(server, inst, message, ref)
+
+    def send(self, server: PipeIOServer, inst: int, body: bytes, ref: str) -> None:
+        with self.send_lock:
+            message, crc = wire.frame(f"o{inst}", self.outseq, body)
+            try:
+                server.send_message(message)
+            except Exception as error:
+                with self.lock:
+                    self.sent.write(f"E {inst} {ref} {type(error).__name__}\n")
+                raise
+            with self.lock:
+                self.sent.write(f"S {inst} {self.outseq} {ref} {len(body)} {crc}\n")
+            self.outseq += 1
+
+    def on_log(self, record: logging.LogRecord) -> None:
+        text = str(record.msg)
+        with self.lock:
+            if text.startswith("all writers left"):
+                self.eofs += 1
+                self.position += 1
+            key = " ".join(text.split()[:3])
+            self.counts[key] = self.counts.get(key, 0) + 1
+            if record.levelno >= logging.INFO:
+                self.events.write(
+                    f"{time.monotonic():.6f} {self.inst} {record.levelname} {record.getMessage()}\n"
+                )
+
+    def flood(self, server: PipeIOServer, inst: int, number: int, count: int, size: int) -> None:
+        rng = random.Random(f"{self.args.seed}:flood:{number}")
+        for k in range(count):
+            data = b"f%d:%d:" % (number, k) + wire.body(rng, size)
+            try:
+                self.send(server, inst, data, f"f{number}.{k}")
+            except BacklogFull:
+                with self.lock:
+                    self.flood_full += 1
+            except RuntimeError:
+                return  # the server stopped under the producer
+            else:
+                with self.lock:
+                    self.flood_sent += 1
+
+    # -- requests from the driver ---------------------------------------------------------
+
+    def start(self) -> dict[str, Any]:
+        args = self.args
+        with self.send_lock:
+            self.outseq = 0
+        self.inst += 1
+        inst = self.inst
+        server = PipeIOServer(
+            args.in_pipe,
+            args.out_pipe,
+            max_message_size=args.max_message_size,
+            max_backlog=args.max_backlog,
+            send_timeout=args.send_timeout,
+        )
+        server.handle_message = lambda message: self.handle(server, inst, message)  # type: ignore[method-assign]
+        server.start()
+        self.server = server
+        return {
+            "inst": inst,
+            "server": str(Path(sys.modules[PipeIOServer.__module__].__file__ or "?").parent),
+            "in_ino": os.stat(args.in_pipe).st_ino,
+            "out_ino": os.stat(args.out_pipe).st_ino,
+        }
+
+    def stop(self) -> dict[str, Any]:
+        server, self.server = self.server, None
+        if server is None:
+            return {"stopped": False}
+        began = time.monotonic()
+        server.stop()
+        seconds = time.monotonic() - began
+        for thread in self.floods:
+            thread.join(5)
+        self.floods = [t for t in self.floods if t.is_alive()]
+        stats = dataclasses.asdict(server.stats)
+        self.stats[self.inst] = stats
+        self.flush()
+        return {"stopped": True, "inst": self.inst, "seconds": seconds, "stats": stats}
+
+    def flush(self) -> None:
+        with self.lock:
+            for log in (self.handled, self.sent, self.events):
+                log.flush()
+
+    def state(self) -> dict[str, Any]:
+        self.floods = [t for t in self.floods if t.is_alive()]
+        with self.lock:
+            return {
+                "inst": self.inst,
+                "running": self.server is not None,
+                "stats": dataclasses.asdict(self.server.stats) if self.server else None,
+                "eofs": self.eofs,
+                "position": self.position,
+                "outseq": self.outseq,
+                "floods": len(self.floods),
+                "flood_full": self.flood_full,
+                "flood_sent": self.flood_sent,
+                "counts": dict(self.counts),
+            }
+
+    def writer(self, writer: int) -> dict[str, Any]:
+        with self.lock:
+            inst, seq, eofs = self.last.get(writer, (0, -1, 0))
+            return {"inst": inst, "seq": seq, "eofs_then": eofs, "eofs": self.eofs}
+
+    def start_flood(self, number: int, count: int, size: int) -> dict[str, Any]:
+        server = self.server
+        if server is None:
+            return {"started": False}
+        thread = threading.Thread(
+            target=self.flood,
+            args=(server, self.inst, number, count, size),
+            name="soak flood",
+            daemon=True,
+        )
+        thread.start()
+        self.floods.append(thread)
+        return {"started": True}
+
+    def serve(self, control: socket.socket) -> None:
+        connection, _ = control.accept()
+        with connection, connection.makefile("rwb", buffering=0) as stream:
+            for line in stream:
+                request = json.loads(line)
+                op = request.pop("op")
+                if op == "quit":
+                    self.stop()
+                    stream.write(b"{}\n")
+                    return
+                answer = getattr(self, op)(**request)
+                stream.write(json.dumps(answer).encode() + b"\n")
+
+
+class _Hook(logging.Handler):
+    def __init__(self, recorder: Recorder) -> None:
+        super().__init__(logging.DEBUG)
+        self.recorder = recorder
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.recorder.on_log(record)
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m soak.recorder")
+    parser.add_argument("--in", dest="in_pipe", required=True)
+    parser.add_argument("--out", dest="out_pipe", required=True)
+    parser.add_argument("--control", required=True)
+    parser.add_argument("--dir", required=True)
+    parser.add_argument("--seed", default="0")
+    parser.add_argument("--max-message-size", type=int, required=True)
+    parser.add_argument("--max-backlog", type=int, required=True)
+    parser.add_argument("--send-timeout", type=float, required=True)
+    args = parser.parse_args()
+    _die_with_parent()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks on demand, for evidence
+    recorder = Recorder(args)
+    logger = logging.getLogger("pipe_io_server")
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(_Hook(recorder))
+    logger.propagate = False
+    control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    control.bind(args.control)
+    control.listen(1)
+    recorder.serve(control)
+
+
+if __name__ == "__main__":
+    main()
