@@ -4,9 +4,12 @@
  * reaches end of file. Then it waits for a signal, so that the runner can read its peak
  * memory from /proc before ending it, as it does for the servers.
  *
- *   floor IN OUT    (the FIFOs must exist)
+ *   floor IN OUT [PIPE_SIZE]    (the FIFOs must exist)
+ *
+ * PIPE_SIZE sets the capacity of both pipes (F_SETPIPE_SZ) to match a server that sets
+ * its own: the capacity is the kernel's doing, not the server's.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -25,8 +28,8 @@ static void fail(const char *what, const char *path)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fputs("usage: floor IN OUT\n", stderr);
+    if (argc != 3 && argc != 4) {
+        fputs("usage: floor IN OUT [PIPE_SIZE]\n", stderr);
         return 2;
     }
     static char buf[BUFFER_BYTES];
@@ -39,6 +42,13 @@ int main(int argc, char **argv)
     int out = open(argv[2], O_WRONLY);
     if (out < 0)
         fail("open", argv[2]);
+    if (argc == 4) {
+        int size = atoi(argv[3]);
+        if (fcntl(in, F_SETPIPE_SZ, size) < 0)
+            fail("set the pipe size of", argv[1]);
+        if (fcntl(out, F_SETPIPE_SZ, size) < 0)
+            fail("set the pipe size of", argv[2]);
+    }
     for (;;) {
         ssize_t n = read(in, buf, sizeof buf);
         if (n == 0)

@@ -1,10 +1,12 @@
-"""A byte echo in Python between two FIFOs: `python pyfloor.py IN OUT` (the FIFOs must exist).
+"""A byte echo in Python between two FIFOs: `python pyfloor.py IN OUT [PIPE_SIZE]`.
 
 One thread and no framing, so it shows the best any Python server can do on this machine;
-the benchmarks measure it only when asked (SERVERS=...,pyfloor). Like the C floor, it
-waits for a signal after end of file so that its peak memory can be read.
+the benchmarks measure it only when asked (SERVERS=...,pyfloor). Like the C floor, it sets
+the pipes' capacity when told and waits for a signal after end of file, so that its peak
+memory can be read.
 """
 
+import fcntl
 import os
 import signal
 import sys
@@ -14,10 +16,14 @@ def main() -> None:
     print("ready", flush=True)
     source = os.open(sys.argv[1], os.O_RDONLY)
     sink = os.open(sys.argv[2], os.O_WRONLY)
-    # 64 KiB is a pipe's default capacity. Asking for more makes CPython allocate (and
-    # free) a buffer above malloc's mmap threshold on every read: about 10 us a round trip.
-    while data := os.read(source, 64 * 1024):
-        view = memoryview(data)
+    if len(sys.argv) > 3:
+        for fd in (source, sink):
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, int(sys.argv[3]))
+    # One buffer for every read: os.read() would allocate and free a buffer each time,
+    # which above malloc's mmap threshold costs about 10 us a round trip.
+    buffer = memoryview(bytearray(1024 * 1024))
+    while count := os.readv(source, [buffer]):
+        view = buffer[:count]
         while view:
             view = view[os.write(sink, view) :]
     os.close(source)

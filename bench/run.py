@@ -38,6 +38,7 @@ BUILD = ROOT / "build" / "bench"
 RESULTS = BENCH / "results"
 MIB = 1024 * 1024
 WINDOW = 8 * MIB  # bytes a stream keeps unanswered (at least two messages)
+FLOOR_PIPE_SIZE = MIB  # the capacity our server gives its FIFOs (fifo.PIPE_SIZE)
 CLIENT_ORDER = ["bash", "c", "java", "js", "python", "cat"]
 # Not a client: a byte echo that parses nothing, to show how fast the driver itself can go.
 CAT = "bash -c 'exec cat < {recv} > {send}'"
@@ -82,11 +83,16 @@ class Server:
 def servers(legacy_python: str) -> dict[str, Server]:
     echo, pyfloor = str(BENCH / "echo_server.py"), str(BENCH / "pyfloor.py")
     return {
-        "floor": Server("floor", "floor", lambda i, o: [str(BUILD / "floor"), i, o], False),
+        "floor": Server(
+            "floor", "floor", lambda i, o: [str(BUILD / "floor"), i, o, str(FLOOR_PIPE_SIZE)], False
+        ),
         "ours": Server("ours", "ours", lambda i, o: [sys.executable, echo, i, o], True),
         "legacy": Server("legacy", "1.0.3", lambda i, o: [legacy_python, echo, i, o], True),
         "pyfloor": Server(
-            "pyfloor", "python floor", lambda i, o: [sys.executable, pyfloor, i, o], False
+            "pyfloor",
+            "python floor",
+            lambda i, o: [sys.executable, pyfloor, i, o, str(FLOOR_PIPE_SIZE)],
+            False,
         ),
     }
 
