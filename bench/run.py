@@ -653,6 +653,18 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _revision() -> str:
+    """The commit measured, and whether server/ had changes not yet committed."""
+
+    def git(*args: str) -> str:
+        argv = ["git", *args]
+        done = subprocess.run(argv, check=False, cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + (" with server/ changed" if git("status", "--porcelain", "server") else "")
+
+
 def _names(text: str, known: list[str], aliases: dict[str, list[str]]) -> list[str]:
     names: list[str] = []
     for word in filter(None, (w.strip() for w in text.split(","))):
@@ -746,7 +758,7 @@ def main() -> int:
     chosen = [all_servers[name] for name in server_names]
     subjects = [(s.name, s.label) for s in chosen]
 
-    machine = _machine()
+    machine, revision = _machine(), _revision()
     started = time.monotonic()
     print(
         f"pipe-io-server benchmarks: {config.reps} repetition(s), {config.seconds:g} s streams, "
@@ -776,6 +788,7 @@ def main() -> int:
     report = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine,
+        "revision": revision,
         "config": {
             "cases": [c.name for c in cases],
             "servers": server_names,
@@ -793,7 +806,7 @@ def main() -> int:
     }
     (output / "latest.json").write_text(json.dumps(report, indent=1) + "\n")
     (output / "latest.md").write_text(
-        f"Measured {report['when']} on {note}.\n\n{render_markdown(main_rows)}\n\n"
+        f"Measured {report['when']} at {revision}, on {note}.\n\n{render_markdown(main_rows)}\n\n"
         f"{render_markdown(ratio_rows)}\n"
     )
     print(f"\nresults: {_shown(output / 'latest.json')}, {_shown(output / 'latest.md')}")
