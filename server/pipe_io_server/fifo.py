@@ -16,6 +16,9 @@ import stat
 # Pipes are grown to this size where the system allows, so large messages cross in fewer
 # wake-ups; PIPE_BUF, the atomic write size, does not change with it.
 PIPE_SIZE = 1024 * 1024
+# Linux's values, for Pythons older than 3.10 whose fcntl module lacks the names.
+F_SETPIPE_SZ: int = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+F_GETPIPE_SZ: int = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
 _KINDS = {
     stat.S_IFREG: "a regular file",
@@ -37,7 +40,7 @@ def _not_a_fifo(path: str, mode: int, action: str) -> FileExistsError:
 
 def _grown(fd: int) -> int:
     with contextlib.suppress(OSError):  # EPERM past the user's pipe quota: keep the default
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
     return fd
 
 

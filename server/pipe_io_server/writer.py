@@ -18,7 +18,7 @@ import threading
 import time
 
 from .backlog import Backlog, BacklogFull
-from .fifo import PIPE_SIZE, Fifo
+from .fifo import F_GETPIPE_SZ, PIPE_SIZE, Fifo
 from .stats import Stats
 
 log = logging.getLogger("pipe_io_server")
@@ -207,7 +207,7 @@ class Writer:
                 if self._stopping:
                     return held
                 self._fd = held
-                self._capacity = fcntl.fcntl(held, fcntl.F_GETPIPE_SZ)
+                self._capacity = fcntl.fcntl(held, F_GETPIPE_SZ)
                 log.debug("reader connected to %s", self.path)
             self._serve(poller, held)
 
