@@ -72,7 +72,15 @@ class Fifo:
             if not stat.S_ISFIFO(mode):
                 raise _not_a_fifo(self.path, mode, "remove it or choose another path")
             os.unlink(self.path)
-        os.mkfifo(self.path, permissions)
+        try:
+            os.mkfifo(self.path, permissions)
+        except OSError as error:
+            # mkfifo's own error names no path; a user needs to know which one and why.
+            folder = os.path.dirname(self.path) or "."
+            cause = error.strerror or str(error)
+            if isinstance(error, FileNotFoundError):
+                cause += f" (the folder {folder} does not exist)"
+            raise type(error)(error.errno, f"cannot create the FIFO: {cause}", self.path) from None
 
     @property
     def _proc_path(self) -> str:

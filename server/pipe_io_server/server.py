@@ -44,6 +44,12 @@ class _PipeServer:
         for name, value in (("max_message_size", max_message_size), ("max_backlog", max_backlog)):
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be a non-negative number of bytes or None")
+        if (
+            in_pipe is not None
+            and out_pipe is not None
+            and os.path.abspath(in_pipe) == os.path.abspath(out_pipe)
+        ):
+            raise ValueError(f"in_pipe and out_pipe must be two FIFOs, both are {in_pipe}")
         self._in_pipe = in_pipe
         self._out_pipe = out_pipe
         self._permissions = permissions

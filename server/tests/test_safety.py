@@ -107,3 +107,17 @@ def test_stop_leaves_a_path_the_user_replaced(tmp_path: Path) -> None:
     server.stop()
     assert Path(server.out_pipe).read_bytes() == b"user data"
     assert not Path(server.in_pipe).exists()
+
+
+def test_one_path_for_both_pipes_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="two FIFOs"):
+        PipeIOServer(str(tmp_path / "pipe"), str(tmp_path / "." / "pipe"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_missing_folder_is_named_in_the_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "in"
+    with pytest.raises(FileNotFoundError, match="does not exist") as caught:
+        PipeIOServer(str(missing), str(tmp_path / "out"))
+    assert caught.value.filename == str(missing)
+    assert os.listdir(tmp_path) == []
