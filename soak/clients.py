@@ -12,6 +12,7 @@ one-message-uncertain record:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import json
 import mmap
@@ -28,6 +29,7 @@ from typing import Any, Callable, NoReturn
 
 from . import wire
 
+PR_SET_PDEATHSIG = 1
 HEADER = 32  # reader buffer: committed offset, requested size, FIFO inode, open time
 Spec = dict[str, Any]
 
@@ -390,6 +392,12 @@ def _result(spec: Spec, result: dict[str, Any]) -> None:
     (Path(spec["dir"]) / f"c{spec['cid']}.json").write_text(json.dumps(result))
 
 
+def die_with_parent() -> None:
+    """No client, server or anchor outlives the driver, however it ends."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def run(spec: Spec) -> NoReturn:
     """The body of a forked child: bounded by an alarm, dies with the driver."""
     code = 0
@@ -397,10 +405,7 @@ def run(spec: Spec) -> NoReturn:
         for signum in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
             signal.signal(signum, signal.SIG_DFL)
         signal.alarm(max(1, int(spec["deadline"] - time.monotonic()) + 2))
-        with contextlib.suppress(OSError, AttributeError):
-            import ctypes
-
-            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        die_with_parent()
         BEHAVIOURS[spec["kind"]](spec)
     except BaseException:
         (Path(spec["dir"]) / f"c{spec['cid']}.err").write_text(traceback.format_exc())

@@ -66,13 +66,6 @@ class Resources:
     quiet_rss: list[int] = field(default_factory=list)
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -187,7 +180,9 @@ class Driver:
         self.began = time.monotonic()
         # The anchor leads the process group every child joins, so one killpg ends them all.
         self.anchor = subprocess.Popen(
-            ["sleep", str(int(args.duration) + 900)], process_group=0, preexec_fn=_die_with_parent
+            ["sleep", str(int(args.duration) + 900)],
+            process_group=0,
+            preexec_fn=clients.die_with_parent,  # noqa: PLW1509 (one thread)
         )
         self.pgid = self.anchor.pid
         self.recorder = Recorder(work, args, self.pgid)
@@ -205,6 +200,8 @@ class Driver:
         self.last_sample = 0.0
         self.flood_number = 0
         self.loop_rates: list[float] = []
+        self.last_state: dict[str, Any] = {}
+        self.server_path = "?"
 
     # -- the server -------------------------------------------------------------------------
 
@@ -242,7 +239,12 @@ class Driver:
     # -- children ---------------------------------------------------------------------------
 
     def spawn(
-        self, kind: str, roles: set[str], limit: float, kill_after: float | None = None, **extra: Any
+        self,
+        kind: str,
+        roles: set[str],
+        limit: float,
+        kill_after: float | None = None,
+        **extra: Any,
     ) -> Child:
         self.next_id += 1
         now = time.monotonic()
@@ -279,7 +281,9 @@ class Driver:
         if "reader" in roles:
             self.reader = child
             # Readers are checked in the order they connect; they connect one at a time.
-            self.oracle.readers.append(ReaderRecord(child.cid, kind, False, 0, 0.0, [], False, [], 0))
+            self.oracle.readers.append(
+                ReaderRecord(child.cid, kind, False, 0, 0.0, [], False, [], 0)
+            )
         return child
 
     def reap(self) -> None:
@@ -317,48 +321,51 @@ class Driver:
             self.ops[f"{child.kind} opens"] += figures["opens"]
             result.unlink()
         if {"writer", "exclusive"} & child.roles:
-            log = self.work / f"w{child.cid}.log"
-            record = read_writer_log(log, child.cid, child.kind, child.killed)
-            with contextlib.suppress(FileNotFoundError):
-                log.unlink()
-            self.oracle.writers[child.cid] = record
-            unfinished = [m for m in record.messages.values() if m.done is None]
-            if child.killed and not child.timed_out:
-                self.faults["SIGKILL writer"] += 1
-                if unfinished and record.tail is None:
-                    self.faults["SIGKILL landed mid-write"] += 1
-            if record.tail is not None:
-                self.faults["writer closed mid-message (tail)"] += 1
-            if record.line is not None:
-                self.faults["endless line without newline"] += 1
-            if any(m.total > self.args.max_message_size for m in record.messages.values()):
-                self.faults["oversized message"] += 1
+            self.writer_finished(child)
         if "reader" in child.roles:
-            buffer = self.work / f"r{child.cid}.buf"
-            index = next(
-                i for i, r in enumerate(self.oracle.readers) if r.rid == child.cid
-            )
-            if buffer.exists():
-                record = read_reader_buffer(buffer, child.cid, child.kind, child.killed)
-                buffer.unlink()
-                self.oracle.readers[index] = record
-                self.trace(
-                    f"c{child.cid} read {record.bytes} bytes, {len(record.taken)} messages "
-                    f"{record.taken[:1]}..{record.taken[-1:]}, fragment {record.fragment}"
-                )
-                self.oracle.figures["bytes read by clients"] += record.bytes
-                if record.fragment:
-                    self.faults[
-                        "reader left mid-message (killed)" if child.killed else "reader left mid-message"
-                    ] += 1
-            if child.killed and not child.timed_out:
-                self.faults["SIGKILL reader"] += 1
-            self.reader = None
-            self.reader_gate_since = time.monotonic()
+            self.reader_finished(child)
         if "exclusive" in child.roles:
             self.gate_writer = child
             self.gate_since = time.monotonic()
             self.writer_mode = "gate"
+
+    def writer_finished(self, child: Child) -> None:
+        log = self.work / f"w{child.cid}.log"
+        record = read_writer_log(log, child.cid, child.kind, child.killed)
+        with contextlib.suppress(FileNotFoundError):
+            log.unlink()
+        self.oracle.writers[child.cid] = record
+        unfinished = [m for m in record.messages.values() if m.done is None]
+        if child.killed and not child.timed_out:
+            self.faults["SIGKILL writer"] += 1
+            if unfinished and record.tail is None:
+                self.faults["SIGKILL landed mid-write"] += 1
+        if record.tail is not None:
+            self.faults["writer closed mid-message (tail)"] += 1
+        if record.line is not None:
+            self.faults["endless line without newline"] += 1
+        if any(m.total > self.args.max_message_size for m in record.messages.values()):
+            self.faults["oversized message"] += 1
+
+    def reader_finished(self, child: Child) -> None:
+        buffer = self.work / f"r{child.cid}.buf"
+        index = next(i for i, r in enumerate(self.oracle.readers) if r.rid == child.cid)
+        if buffer.exists():
+            record = read_reader_buffer(buffer, child.cid, child.kind, child.killed)
+            buffer.unlink()
+            self.oracle.readers[index] = record
+            self.trace(
+                f"c{child.cid} read {record.bytes} bytes, {len(record.taken)} messages "
+                f"{record.taken[:1]}..{record.taken[-1:]}, fragment {record.fragment}"
+            )
+            self.oracle.figures["bytes read by clients"] += record.bytes
+            if record.fragment:
+                killed = " (killed)" if child.killed else ""
+                self.faults[f"reader left mid-message{killed}"] += 1
+        if child.killed and not child.timed_out:
+            self.faults["SIGKILL reader"] += 1
+        self.reader = None
+        self.reader_gate_since = time.monotonic()
 
     def alive(self, role: str) -> list[Child]:
         return [c for c in self.children.values() if role in c.roles]
@@ -404,7 +411,11 @@ class Driver:
             default=0,
         )
         seen = self.recorder.ask("writer", writer=child.cid)
-        if seen["inst"] == inst.inst and seen["seq"] >= expected and seen["eofs"] > seen["eofs_then"]:
+        if (
+            seen["inst"] == inst.inst
+            and seen["seq"] >= expected
+            and seen["eofs"] > seen["eofs_then"]
+        ):
             return True
         if time.monotonic() - self.gate_since > GATE_TIMEOUT:
             self.dump_stacks()
@@ -482,11 +493,15 @@ class Driver:
             self.ops["partial read, then close"] += 1
         elif roll < 0.60:
             seconds = rng.uniform(1, 4)
-            self.spawn("reader", {"reader"}, seconds + 10, kill, seconds=seconds, want=1 << 40, pause=0.05)
+            self.spawn(
+                "reader", {"reader"}, seconds + 10, kill, seconds=seconds, want=1 << 40, pause=0.05
+            )
             self.ops["slow reader"] += 1
         else:
             seconds = rng.uniform(0.2, 3)
-            self.spawn("reader", {"reader"}, seconds + 10, kill, seconds=seconds, want=1 << 40, pause=0)
+            self.spawn(
+                "reader", {"reader"}, seconds + 10, kill, seconds=seconds, want=1 << 40, pause=0
+            )
 
     def maybe_flood(self, now: float) -> None:
         if now < self.next_flood:
@@ -573,7 +588,7 @@ class Driver:
         self.writer_mode = "shared"
         self.gate_writer = None
         self.wait_for(self.reader_gate, GATE_TIMEOUT + 1)
-        self.wait_for(lambda: self.recorder.ask("state")["floods"] == 0, 60)
+        self.wait_for(lambda: self.recorder.ask("state")["floods"] == 0, 30)
 
     def dump_stacks(self) -> None:
         """The server's thread stacks go to recorder.err: evidence for a hang."""
@@ -603,7 +618,9 @@ class Driver:
         self.trace(f"in_pipe drained: {state}")
         assert self.inst is not None
         inst = self.inst.inst
-        taken = max((t[1] for r in self.oracle.readers for t in r.taken if t[0] == inst), default=-1)
+        taken = max(
+            (t[1] for r in self.oracle.readers for t in r.taken if t[0] == inst), default=-1
+        )
         if state["outseq"] - 1 > taken:
             assert self.inst is not None
             drain = self.spawn(
@@ -620,6 +637,7 @@ class Driver:
                     f"{state['outseq'] - 1} within 30 s ({state})",
                 )
         self.check_baseline("at a quiet point, every client gone")
+        self.last_state = self.recorder.ask("state")
         if final:
             self.stop_server(graceful=True)
         elif graceful_restart:
@@ -632,8 +650,10 @@ class Driver:
     def check_baseline(self, when: str) -> None:
         res = self.res
         ok = self.wait_for(
-            lambda: self.recorder.fd_count() == res.base_fds
-            and len(self.recorder.threads()) == res.base_threads,
+            lambda: (
+                self.recorder.fd_count() == res.base_fds
+                and len(self.recorder.threads()) == res.base_threads
+            ),
             3,
         )
         res.quiet_checks += 1
@@ -665,7 +685,7 @@ def rss_bound(args: argparse.Namespace, base: int) -> int:
     handler frames for its echo (1 x). Outbound: the backlog (max_backlog, or one message
     larger than it when the backlog is empty) and the message in flight in the pipe (1 x).
     """
-    return base + 4 * args.max_message_size + 2 * args.max_backlog + 32 * MiB
+    return int(base + 4 * args.max_message_size + 2 * args.max_backlog + 32 * MiB)
 
 
 def summary(driver: Driver, seconds: float, bound: int) -> dict[str, Any]:
@@ -700,6 +720,10 @@ def summary(driver: Driver, seconds: float, bound: int) -> dict[str, Any]:
             )
         },
         "messages": dict(sorted(oracle.figures.items())),
+        "flood": {
+            "sent": driver.last_state.get("flood_sent", 0),
+            "refused_backlog_full": driver.last_state.get("flood_full", 0),
+        },
         "open_close_rate_per_s_max": round(max(driver.loop_rates, default=0)),
         "notes": dict(driver.notes),
         "resources": {
@@ -753,14 +777,19 @@ def main(argv: list[str] | None = None) -> int:
     report = summary(driver, seconds, bound)
     print(json.dumps(report, indent=2))
     if args.json:
-        args.json.write_text(json.dumps({**report, "all_violations": driver.oracle.violations}, indent=2))
+        args.json.write_text(
+            json.dumps({**report, "all_violations": driver.oracle.violations}, indent=2)
+        )
     if driver.oracle.violations:
         first = driver.oracle.violations[0]
         print(f"FIRST VIOLATION: {first['kind']}\n{first['detail']}", file=sys.stderr)
         for extra in driver.oracle.violations[1:6]:
             print(f"also: {extra['kind']}: {extra['detail'][:300]}", file=sys.stderr)
-        print(f"soak: {len(driver.oracle.violations)} violations (seed {args.seed}); "
-              f"logs kept in {work}", file=sys.stderr)
+        print(
+            f"soak: {len(driver.oracle.violations)} violations (seed {args.seed}); "
+            f"logs kept in {work}",
+            file=sys.stderr,
+        )
         return 1
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

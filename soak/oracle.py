@@ -82,7 +82,9 @@ def read_writer_log(path: Path, wid: int, kind: str, killed: bool) -> WriterReco
             record.ino, record.opened = int(part[1]), float(part[2])
         elif part[0] == "I":
             seq = int(part[1])
-            record.messages[seq] = Sent(seq, int(part[2]), int(part[3]), int(part[4]), float(part[5]))
+            record.messages[seq] = Sent(
+                seq, int(part[2]), int(part[3]), int(part[4]), float(part[5])
+            )
         elif part[0] == "D":
             record.messages[int(part[1])].done = float(part[2])
         elif part[0] == "T":
@@ -134,8 +136,10 @@ class Oracle:
         if ino is None or when is None:
             return None
         for inst in self.instances.values():
-            if inst.in_ino == ino and inst.created <= when and (
-                inst.stopped is None or when <= inst.stopped + 2
+            if (
+                inst.in_ino == ino
+                and inst.created <= when
+                and (inst.stopped is None or when <= inst.stopped + 2)
             ):
                 return inst
         return None
@@ -174,7 +178,9 @@ class Oracle:
                 found[(int(line.split()[1]), kind)][int(match.group(2))] += 1
         return found
 
-    def _check_writer_handled(self, wid: int, entries: list[tuple[int, int, int, int, int]]) -> None:
+    def _check_writer_handled(
+        self, wid: int, entries: list[tuple[int, int, int, int, int]]
+    ) -> None:
         writer = self.writers.get(wid)
         if writer is None:
             self.violation("handled a message nobody wrote", f"writer w{wid}: {entries[0]}")
@@ -202,9 +208,8 @@ class Oracle:
     def _excused(self, writer: WriterRecord, since: float) -> Instance | None:
         """The instance was stopped in the middle of things after `since`: loss is allowed."""
         inst = self.instance_of(writer.ino, writer.opened)
-        if inst is not None and not inst.graceful and inst.stopped is not None:
-            if inst.stopped >= since:
-                return inst
+        if inst is not None and not inst.graceful and (inst.stopped or 0) >= since > 0:
+            return inst
         return None
 
     def _check_writer_delivered(
@@ -247,6 +252,12 @@ class Oracle:
                     f"{where}, written at {sent.done:.3f}, instance "
                     f"{inst.inst if inst else '?'} (no stop excuses it)",
                 )
+        self._check_discards_reported(writer, discards)
+
+    def _check_discards_reported(
+        self, writer: WriterRecord, discards: dict[tuple[int, str], Counter[int]]
+    ) -> None:
+        """A tail left on purpose and an endless line must each show in the server's log."""
         inst = self.instance_of(writer.ino, writer.opened)
         key = inst.inst if inst else -1
         if writer.tail is not None and writer.ended == "C":
@@ -254,7 +265,7 @@ class Oracle:
             if bucket[writer.tail] > 0:
                 bucket[writer.tail] -= 1
                 self.figures["tails discarded as expected"] += 1
-            elif self._excused(writer, 0) is None:
+            elif self._excused(writer, writer.opened or 0.0) is None:
                 self.violation(
                     "unterminated tail not reported",
                     f"w{writer.wid} closed after {writer.tail} bytes of a message; no matching "
@@ -265,7 +276,7 @@ class Oracle:
             if bucket[writer.line] > 0:
                 bucket[writer.line] -= 1
                 self.figures["endless lines discarded as expected"] += 1
-            elif self._excused(writer, 0) is None:
+            elif self._excused(writer, writer.opened or 0.0) is None:
                 self.violation(
                     "endless line not reported",
                     f"w{writer.wid}: line of {writer.line} bytes, no matching discard in {key}",
@@ -296,9 +307,9 @@ class Oracle:
                     f"reader r{reader.rid} ({reader.kind}{', killed' if reader.killed else ''}): "
                     f"{bad}",
                 )
-        for inst_no, inst in sorted(self.instances.items()):
-            self._check_instance_outbound(inst, sent.get(inst_no, []))
-            stats = inst.stats
+        for inst_no, instance in sorted(self.instances.items()):
+            self._check_instance_outbound(instance, sent.get(inst_no, []))
+            stats = instance.stats
             if stats is None:
                 continue
             checks = {

@@ -10,7 +10,6 @@ same paths), state, writer (for the end-of-file gate), flood, quit.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import faulthandler
 import json
@@ -28,6 +27,9 @@ from typing import Any, TextIO
 from pipe_io_server import BacklogFull, PipeIOServer
 
 from . import wire
+from .clients import die_with_parent
+
+FLOOD_GIVES_UP = 5  # BacklogFull answers before a flood stops
 
 
 class Recorder:
@@ -98,6 +100,7 @@ class Recorder:
 
     def flood(self, server: PipeIOServer, inst: int, number: int, count: int, size: int) -> None:
         rng = random.Random(f"{self.args.seed}:flood:{number}")
+        refused = 0
         for k in range(count):
             data = b"f%d:%d:" % (number, k) + wire.body(rng, size)
             try:
@@ -105,6 +108,9 @@ class Recorder:
             except BacklogFull:
                 with self.lock:
                     self.flood_full += 1
+                refused += 1
+                if refused == FLOOD_GIVES_UP:
+                    return  # as a producer does when no reader keeps up
             except RuntimeError:
                 return  # the server stopped under the producer
             else:
@@ -214,14 +220,6 @@ class _Hook(logging.Handler):
         self.recorder.on_log(record)
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m soak.recorder")
     parser.add_argument("--in", dest="in_pipe", required=True)
@@ -233,7 +231,7 @@ def main() -> None:
     parser.add_argument("--max-backlog", type=int, required=True)
     parser.add_argument("--send-timeout", type=float, required=True)
     args = parser.parse_args()
-    _die_with_parent()
+    die_with_parent()
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks on demand, for evidence
     recorder = Recorder(args)
     logger = logging.getLogger("pipe_io_server")

@@ -1,0 +1,22 @@
+# The chaos soak (soak/): random clients, faults and restarts against the reference server,
+# every message checked. `make soak DURATION=600 SEED=7` replays seed 7's choices for 10 min.
+
+DURATION ?= 120
+SEED ?=
+SOAK_CI_SEED := 20240601
+
+soak: $(STAMP)
+	$(PY) -m soak --duration $(DURATION) $(if $(SEED),--seed $(SEED))
+
+soak-ci: $(STAMP)
+	$(PY) -m soak --duration 30 --seed $(SOAK_CI_SEED)
+
+lint-soak: $(STAMP)
+	$(BIN)/ruff check soak
+	$(BIN)/ruff format --check soak
+	$(BIN)/mypy --strict soak
+
+LINT_TARGETS += lint-soak
+TEST_TARGETS += soak-ci
+
+.PHONY: soak soak-ci lint-soak
