@@ -1,10 +1,12 @@
 /*
- * Load client for the benchmarks: drives an echo server through its two FIFOs and prints
- * one line of JSON. IN is the pipe the server reads (we write it), OUT the pipe the server
+ * Load client for the benchmarks: drives echo servers through their two FIFOs and prints
+ * one line of JSON per server. IN is the pipe a server reads (we write it), OUT the pipe it
  * writes (we read it), in the order of `pipe-io-server serve IN OUT`.
  *
- *   loadclient pingpong IN OUT [--size B] [--count N] [--warmup N] [--timeout S]
- *       one message in flight; round-trip times in microseconds
+ *   loadclient pingpong IN OUT [IN OUT ...] [--size B] [--count N] [--warmup N] [--timeout S]
+ *       one message in flight; round-trip times in microseconds. With several servers they
+ *       take turns in blocks of BLOCK round trips, so that they all meet the machine in the
+ *       same states: on a virtual machine the cost of a wake-up drifts over minutes.
  *   loadclient stream IN OUT [--size B] [--seconds S] [--window B] [--timeout S]
  *       a writer thread and a reader thread; messages per second and MB/s of payload
  *
@@ -27,11 +29,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#define BLOCK 1000     /* round trips on one server before the next takes its turn */
+#define BLOCK_WARMUP 20 /* unmeasured round trips that start each block */
 #define BATCH_BYTES (64 * 1024)
 #define READ_BYTES (1024 * 1024)
 
-static const char *in_path;
-static const char *out_path;
+struct server {
+    const char *in_path, *out_path;
+    int in_fd, out_fd;
+};
 
 static void fail(const char *format, ...)
 {
@@ -67,28 +73,28 @@ static void *xmalloc(size_t size)
     return p;
 }
 
-static void write_all(int fd, const char *buf, size_t len)
+static void write_all(const struct server *s, const char *buf, size_t len)
 {
     while (len > 0) {
-        ssize_t n = write(fd, buf, len);
+        ssize_t n = write(s->in_fd, buf, len);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            fail("write %s: %s", in_path, strerror(errno));
+            fail("write %s: %s", s->in_path, strerror(errno));
         }
         buf += n;
         len -= (size_t)n;
     }
 }
 
-static size_t read_some(int fd, char *buf, size_t cap)
+static size_t read_some(const struct server *s, char *buf, size_t cap)
 {
     for (;;) {
-        ssize_t n = read(fd, buf, cap);
+        ssize_t n = read(s->out_fd, buf, cap);
         if (n >= 0)
             return (size_t)n;
         if (errno != EINTR)
-            fail("read %s: %s", out_path, strerror(errno));
+            fail("read %s: %s", s->out_path, strerror(errno));
     }
 }
 
@@ -103,34 +109,33 @@ static void fill_messages(char *buf, size_t size, size_t count)
     }
 }
 
-struct opening {
-    int fd;
-    int error;
-};
-
 static void *open_out(void *arg)
 {
-    struct opening *o = arg;
-    o->fd = open(out_path, O_RDONLY);
-    o->error = errno;
-    return NULL;
+    struct server *s = arg;
+    s->out_fd = open(s->out_path, O_RDONLY);
+    return s->out_fd < 0 ? strerror(errno) : NULL;
 }
 
 /* Both opens block until the server meets them; doing them at once works whatever
    order the server opens its ends in. */
-static void open_pipes(int *in_fd, int *out_fd)
+static void open_server(struct server *s)
 {
-    struct opening out = {-1, 0};
     pthread_t thread;
-    if (pthread_create(&thread, NULL, open_out, &out) != 0)
+    void *error;
+    if (pthread_create(&thread, NULL, open_out, s) != 0)
         fail("cannot start a thread");
-    *in_fd = open(in_path, O_WRONLY);
-    if (*in_fd < 0)
-        fail("open %s: %s", in_path, strerror(errno));
-    pthread_join(thread, NULL);
-    if (out.fd < 0)
-        fail("open %s: %s", out_path, strerror(out.error));
-    *out_fd = out.fd;
+    s->in_fd = open(s->in_path, O_WRONLY);
+    if (s->in_fd < 0)
+        fail("open %s: %s", s->in_path, strerror(errno));
+    pthread_join(thread, &error);
+    if (error)
+        fail("open %s: %s", s->out_path, (const char *)error);
+}
+
+static void close_server(struct server *s)
+{
+    close(s->in_fd);
+    close(s->out_fd);
 }
 
 static int compare_u64(const void *a, const void *b)
@@ -148,46 +153,64 @@ static double percentile_us(const uint64_t *sorted, long count, double p)
     return (double)sorted[rank - 1] / 1000.0;
 }
 
-static void pingpong(size_t size, long count, long warmup)
+/* One round trip; returns its time in nanoseconds. */
+static uint64_t round_trip(struct server *s, const char *msg, char *back, size_t len)
+{
+    uint64_t start = now_ns();
+    write_all(s, msg, len);
+    for (size_t got = 0; got < len;) {
+        size_t n = read_some(s, back + got, len - got);
+        if (n == 0)
+            fail("%s: end of stream in a round trip", s->out_path);
+        got += n;
+    }
+    uint64_t end = now_ns();
+    if (memcmp(msg, back, len) != 0)
+        fail("%s: the echo differs from the message", s->out_path);
+    return end - start;
+}
+
+static void pingpong(struct server *servers, int n_servers, size_t size, long count,
+                     long warmup)
 {
     size_t len = size + 1;
     char *msg = xmalloc(len), *back = xmalloc(len);
-    uint64_t *rtt = xmalloc((size_t)count * sizeof *rtt);
-    int in_fd, out_fd;
+    uint64_t *rtt = xmalloc((size_t)n_servers * (size_t)count * sizeof *rtt);
     fill_messages(msg, size, 1);
-    open_pipes(&in_fd, &out_fd);
-    for (long i = 0; i < warmup + count; i++) {
-        uint64_t start = now_ns();
-        write_all(in_fd, msg, len);
-        for (size_t got = 0; got < len;) {
-            size_t n = read_some(out_fd, back + got, len - got);
-            if (n == 0)
-                fail("%s: end of stream after %ld round trips", out_path, i);
-            got += n;
-        }
-        uint64_t end = now_ns();
-        if (memcmp(msg, back, len) != 0)
-            fail("round trip %ld: the echo differs from the message", i);
-        if (i >= warmup)
-            rtt[i - warmup] = end - start;
+    for (int k = 0; k < n_servers; k++) {
+        open_server(&servers[k]);
+        for (long i = 0; i < warmup; i++)
+            round_trip(&servers[k], msg, back, len);
     }
-    close(in_fd);
-    close(out_fd);
-    qsort(rtt, (size_t)count, sizeof *rtt, compare_u64);
-    double sum = 0;
-    for (long i = 0; i < count; i++)
-        sum += (double)rtt[i];
-    printf("{\"mode\": \"pingpong\", \"size\": %zu, \"count\": %ld, \"median_us\": %.3f, "
-           "\"p99_us\": %.3f, \"min_us\": %.3f, \"mean_us\": %.3f}\n",
-           size, count, percentile_us(rtt, count, 50), percentile_us(rtt, count, 99),
-           (double)rtt[0] / 1000.0, sum / (double)count / 1000.0);
+    for (long done = 0; done < count; done += BLOCK) {
+        long block = count - done < BLOCK ? count - done : BLOCK;
+        for (int k = 0; k < n_servers; k++) {
+            uint64_t *mine = rtt + (size_t)k * (size_t)count + (size_t)done;
+            for (long i = 0; i < BLOCK_WARMUP; i++)
+                round_trip(&servers[k], msg, back, len);
+            for (long i = 0; i < block; i++)
+                mine[i] = round_trip(&servers[k], msg, back, len);
+        }
+    }
+    for (int k = 0; k < n_servers; k++) {
+        uint64_t *mine = rtt + (size_t)k * (size_t)count;
+        double sum = 0;
+        close_server(&servers[k]);
+        qsort(mine, (size_t)count, sizeof *mine, compare_u64);
+        for (long i = 0; i < count; i++)
+            sum += (double)mine[i];
+        printf("{\"mode\": \"pingpong\", \"size\": %zu, \"count\": %ld, \"median_us\": %.3f, "
+               "\"p99_us\": %.3f, \"min_us\": %.3f, \"mean_us\": %.3f}\n",
+               size, count, percentile_us(mine, count, 50), percentile_us(mine, count, 99),
+               (double)mine[0] / 1000.0, sum / (double)count / 1000.0);
+    }
     free(msg);
     free(back);
     free(rtt);
 }
 
 struct stream {
-    int in_fd, out_fd;
+    struct server *server;
     size_t size, len;
     uint64_t window; /* messages */
     uint64_t deadline;
@@ -224,7 +247,7 @@ static void *stream_writer(void *arg)
     fill_messages(batch, s->size, per_batch);
     while (now_ns() < s->deadline) {
         uint64_t n = wait_for_room(s, sent, per_batch);
-        write_all(s->in_fd, batch, n * s->len);
+        write_all(s->server, batch, n * s->len);
         sent += n;
         atomic_store(&s->sent, sent);
     }
@@ -233,9 +256,9 @@ static void *stream_writer(void *arg)
     return NULL;
 }
 
-static void stream(size_t size, double seconds, uint64_t window_bytes)
+static void stream(struct server *server, size_t size, double seconds, uint64_t window_bytes)
 {
-    struct stream s = {.size = size, .len = size + 1};
+    struct stream s = {.server = server, .size = size, .len = size + 1};
     pthread_t writer;
     char *buf = xmalloc(READ_BYTES);
     uint64_t received = 0, bytes = 0, end;
@@ -243,7 +266,7 @@ static void stream(size_t size, double seconds, uint64_t window_bytes)
     s.window = window_bytes / s.len > 2 ? window_bytes / s.len : 2;
     pthread_mutex_init(&s.lock, NULL);
     pthread_cond_init(&s.room, NULL);
-    open_pipes(&s.in_fd, &s.out_fd);
+    open_server(server);
     uint64_t start = now_ns();
     s.deadline = start + (uint64_t)(seconds * 1e9);
     end = start;
@@ -255,13 +278,13 @@ static void stream(size_t size, double seconds, uint64_t window_bytes)
                else wait a little without blocking past its end. */
             if (atomic_load(&s.done) && received == atomic_load(&s.sent))
                 break;
-            struct pollfd p = {.fd = s.out_fd, .events = POLLIN};
+            struct pollfd p = {.fd = server->out_fd, .events = POLLIN};
             if (poll(&p, 1, 10) <= 0)
                 continue;
         }
-        size_t n = read_some(s.out_fd, buf, READ_BYTES);
+        size_t n = read_some(server, buf, READ_BYTES);
         if (n == 0)
-            fail("%s: end of stream after %llu messages", out_path,
+            fail("%s: end of stream after %llu messages", server->out_path,
                  (unsigned long long)received);
         /* Every message has the same length, so the newlines must fall at fixed
            offsets: a lost, split or glued message shows up at once. */
@@ -282,8 +305,7 @@ static void stream(size_t size, double seconds, uint64_t window_bytes)
         }
     }
     pthread_join(writer, NULL);
-    close(s.in_fd);
-    close(s.out_fd);
+    close_server(server);
     if (offset != 0 || bytes != received * s.len)
         fail("received %llu bytes, not %llu whole messages", (unsigned long long)bytes,
              (unsigned long long)received);
@@ -296,7 +318,8 @@ static void stream(size_t size, double seconds, uint64_t window_bytes)
 }
 
 static const char usage[] =
-    "usage: loadclient pingpong IN OUT [--size B] [--count N] [--warmup N] [--timeout S]\n"
+    "usage: loadclient pingpong IN OUT [IN OUT ...] [--size B] [--count N] [--warmup N]\n"
+    "                           [--timeout S]\n"
     "       loadclient stream IN OUT [--size B] [--seconds S] [--window B] [--timeout S]\n";
 
 static double number(const char *option, const char *text)
@@ -311,16 +334,21 @@ static double number(const char *option, const char *text)
 
 int main(int argc, char **argv)
 {
-    if (argc < 4 || argc % 2) {
+    int first_option = 2;
+    while (first_option < argc && strncmp(argv[first_option], "--", 2) != 0)
+        first_option++;
+    int n_servers = (first_option - 2) / 2;
+    if (argc < 4 || n_servers < 1 || (first_option - 2) % 2 || (argc - first_option) % 2) {
         fputs(usage, stderr);
         return 2;
     }
     const char *mode = argv[1];
-    in_path = argv[2];
-    out_path = argv[3];
+    struct server *servers = xmalloc((size_t)n_servers * sizeof *servers);
+    for (int k = 0; k < n_servers; k++)
+        servers[k] = (struct server){argv[2 + 2 * k], argv[3 + 2 * k], -1, -1};
     double size = 64, count = 20000, warmup = 1000, seconds = 2, window = 8 << 20,
            timeout = 120;
-    for (int i = 4; i < argc; i += 2) {
+    for (int i = first_option; i < argc; i += 2) {
         double value = number(argv[i], argv[i + 1]);
         if (!strcmp(argv[i], "--size"))
             size = value;
@@ -341,10 +369,11 @@ int main(int argc, char **argv)
     signal(SIGALRM, on_alarm);
     alarm((unsigned)timeout);
     if (!strcmp(mode, "pingpong"))
-        pingpong((size_t)size, (long)count, (long)warmup);
-    else if (!strcmp(mode, "stream"))
-        stream((size_t)size, seconds, (uint64_t)window);
+        pingpong(servers, n_servers, (size_t)size, (long)count, (long)warmup);
+    else if (!strcmp(mode, "stream") && n_servers == 1)
+        stream(servers, (size_t)size, seconds, (uint64_t)window);
     else
-        fail("unknown mode %s\n%s", mode, usage);
+        fail("unknown mode %s, or more than one server for it\n%s", mode, usage);
+    free(servers);
     return 0;
 }

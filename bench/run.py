@@ -154,64 +154,86 @@ def _tail(log: Path, lines: int = 8) -> str:
         return ""
 
 
-def _run_json(argv: list[str], timeout: float) -> dict[str, Any]:
+def _run_json_lines(argv: list[str], timeout: float) -> list[dict[str, Any]]:
     try:
         done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as error:
         raise BenchError(f"{Path(argv[0]).name} timed out after {timeout:.0f} s") from error
     if done.returncode != 0:
         raise BenchError(done.stderr.strip() or f"{argv[0]} exited with {done.returncode}")
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
+    return [json.loads(line) for line in done.stdout.splitlines()]
 
 
-def _loadclient_argv(
-    case: Case, config: argparse.Namespace, in_pipe: str, out_pipe: str
-) -> tuple[list[str], float]:
-    argv = [str(BUILD / "loadclient"), case.mode, in_pipe, out_pipe, "--size", str(case.size)]
-    if case.mode == "pingpong":
-        argv += ["--count", str(config.count), "--warmup", str(config.count // 20)]
-        timeout = 120.0
-    else:
-        argv += ["--seconds", str(config.seconds), "--window", str(WINDOW)]
-        timeout = config.seconds + 90
-    return [*argv, "--timeout", str(int(timeout))], timeout + 10
+class Running:
+    """A fresh server process on fresh FIFOs in `folder`, ready for one measurement."""
 
-
-def measure(server: Server, case: Case, config: argparse.Namespace) -> dict[str, Any]:
-    """One fresh server process, one run of the load client against it."""
-    with tempfile.TemporaryDirectory(prefix="pio-bench-") as tmp:
-        in_pipe, out_pipe, log = f"{tmp}/in", f"{tmp}/out", Path(tmp) / "server.log"
+    def __init__(self, server: Server, folder: str) -> None:
+        self.server = server
+        self.in_pipe, self.out_pipe = f"{folder}/in", f"{folder}/out"
+        self.log = Path(folder) / "server.log"
         if not server.makes_fifos:
-            os.mkfifo(in_pipe, 0o600)
-            os.mkfifo(out_pipe, 0o600)
-        with open(log, "w") as log_file:
-            proc = subprocess.Popen(
-                server.command(in_pipe, out_pipe),
+            os.mkfifo(self.in_pipe, 0o600)
+            os.mkfifo(self.out_pipe, 0o600)
+        with open(self.log, "w") as log_file:
+            self.proc = subprocess.Popen(
+                server.command(self.in_pipe, self.out_pipe),
                 stdout=subprocess.PIPE,
                 stderr=log_file,
                 stdin=subprocess.DEVNULL,
                 text=True,
             )
-        profile = config.profile / f"{case.name}.folded" if config.profile else None
         try:
-            version = _wait_ready(proc, 30, log)
-            baseline = _reset_peak(proc.pid)
-            argv, timeout = _loadclient_argv(case, config, in_pipe, out_pipe)
-            with _profiled(proc.pid, profile if server.name == "ours" else None):
-                try:
-                    result = _run_json(argv, timeout)
-                except BenchError as error:
-                    raise BenchError(f"{error} (server: {_tail(log) or 'no output'})") from None
-            if proc.poll() is not None:
-                raise BenchError(f"server exited with {proc.returncode}: {_tail(log)}")
-            result["rss_growth_kib"] = _status_kib(proc.pid, "VmHWM") - baseline
-            result["version"] = version
+            self.version = _wait_ready(self.proc, 30, self.log)
+            self.baseline = _reset_peak(self.proc.pid)
+        except BaseException:
+            _stop(self.proc)
+            raise
+
+    def growth_kib(self) -> int:
+        """Peak resident memory since it was ready, less what it had then."""
+        if self.proc.poll() is not None:
+            raise BenchError(f"server exited with {self.proc.returncode}: {_tail(self.log)}")
+        return _status_kib(self.proc.pid, "VmHWM") - self.baseline
+
+
+@contextlib.contextmanager
+def _started(server: Server) -> Iterator[Running]:
+    with tempfile.TemporaryDirectory(prefix="pio-bench-") as folder:
+        running = Running(server, folder)
+        try:
+            yield running
         finally:
-            status = _stop(proc)
+            status = _stop(running.proc)
         if status not in (0, -signal.SIGTERM):
-            raise BenchError(f"server exited with {status} when stopped: {_tail(log)}")
-        return result
+            raise BenchError(f"server exited with {status} when stopped: {_tail(running.log)}")
+
+
+def measure(group: list[Server], case: Case, config: argparse.Namespace) -> list[dict[str, Any]]:
+    """Fresh server processes, one run of the load client against them all."""
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(_started(server)) for server in group]
+        argv = [str(BUILD / "loadclient"), case.mode]
+        for running in servers:
+            argv += [running.in_pipe, running.out_pipe]
+        argv += ["--size", str(case.size)]
+        if case.mode == "pingpong":
+            argv += ["--count", str(config.count), "--warmup", str(config.count // 20)]
+            timeout = 120.0 + config.count * len(servers) / 1000
+        else:
+            argv += ["--seconds", str(config.seconds), "--window", str(WINDOW)]
+            timeout = config.seconds + 90
+        ours = [r.proc.pid for r in servers if r.server.name == "ours"]
+        folded = config.profile / f"{case.name}.folded" if config.profile and ours else None
+        with _profiled(ours[0] if ours else 0, folded):
+            try:
+                results = _run_json_lines([*argv, "--timeout", str(int(timeout))], timeout + 10)
+            except BenchError as error:
+                logs = "; ".join(f"{r.server.label}: {_tail(r.log) or '-'}" for r in servers)
+                raise BenchError(f"{error} (server output: {logs})") from None
+        for running, result in zip(servers, results):
+            result["rss_growth_kib"] = running.growth_kib()
+            result["version"] = running.version
+    return results
 
 
 @contextlib.contextmanager
@@ -429,11 +451,11 @@ TARGETS = [
 ]
 
 
-def headline(
-    rows: list[dict[str, Any]], summary: dict[str, dict[str, dict[str, Any]]]
-) -> list[dict[str, Any]]:
-    """Each target's ratio for ours (and, for comparison, 1.0.3): medians divided, plus the
-    range of the ratios paired repetition by repetition."""
+def headline(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each target's ratio for ours (and, for comparison, 1.0.3). Ratios are taken within each
+    repetition, whose servers ran minutes apart at most, and then their median: the machine
+    drifts between fast and slow wake-ups over minutes, and a ratio of two medians could
+    divide a slow moment by a fast one."""
     lines = []
     for target in TARGETS:
         line: dict[str, Any] = {
@@ -441,50 +463,29 @@ def headline(
             "goal": ("<= " if target.at_most else ">= ") + f"{target.goal:g}",
         }
         for subject in ("ours", "legacy"):
-            if subject == target.reference:
-                continue
-            ratio = _ratio(rows, summary, target, subject)
-            if ratio is None:
-                continue
-            met = (
-                ratio["median"] <= target.goal if target.at_most else ratio["median"] >= target.goal
-            )
-            line[subject] = {**ratio, "met": met}
+            ratio = spread(_paired(rows, target, subject)) if subject != target.reference else None
+            if ratio:
+                median = ratio["median"]
+                met = median <= target.goal if target.at_most else median >= target.goal
+                line[subject] = {**ratio, "met": met}
         lines.append(line)
     return lines
 
 
-def _ratio(
-    rows: list[dict[str, Any]],
-    summary: dict[str, dict[str, dict[str, Any]]],
-    target: Target,
-    subject: str,
-) -> dict[str, Any] | None:
+def _paired(rows: list[dict[str, Any]], target: Target, subject: str) -> list[float]:
     case = CASE_BY_NAME[target.case]
-    mine = summary.get(case.name, {}).get(subject, {}).get(target.metric)
-    if mine is None:
-        return None
-    if target.reference == "size":
-        scale = 1024 / case.size
-        return {k: mine[k] * scale for k in ("median", "min", "max")}
-    theirs = summary.get(case.name, {}).get(target.reference, {}).get(target.metric)
-    if theirs is None:
-        return None
-    by_rep = {
+    value = {
         (r["subject"], r["rep"]): r[target.metric]
         for r in rows
         if r["case"] == case.name and "error" not in r
     }
-    paired = [
-        by_rep[(subject, rep)] / by_rep[(target.reference, rep)]
-        for (s, rep) in by_rep
-        if s == subject and (target.reference, rep) in by_rep
+    if target.reference == "size":
+        return [v * 1024 / case.size for (s, _), v in value.items() if s == subject]
+    return [
+        v / value[(target.reference, rep)]
+        for (s, rep), v in value.items()
+        if s == subject and value.get((target.reference, rep))
     ]
-    return {
-        "median": mine["median"] / theirs["median"],
-        "min": min(paired, default=float("nan")),
-        "max": max(paired, default=float("nan")),
-    }
 
 
 # ----------------------------------------------------------------------------- output
@@ -558,7 +559,7 @@ def _ratio_text(value: dict[str, Any] | None) -> str:
     if not value:
         return "-"
     text = f"{value['median']:.2f}"
-    if value["min"] == value["min"] and value["min"] != value["max"]:  # not NaN
+    if value["n"] > 1:
         text += f" [{value['min']:.2f}-{value['max']:.2f}]"
     return text + ("" if "met" not in value else "  met" if value["met"] else "  MISSED")
 
@@ -707,7 +708,8 @@ def run_all(
     config: argparse.Namespace, cases: list[Case], chosen: list[Server]
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every case against every server, repetition after repetition, so that a noisy
-    moment of the machine spreads over all of them rather than falling on one."""
+    moment of the machine spreads over all of them rather than falling on one. Ping-pong
+    runs every server at once, taking turns round trip by round trip."""
     rows: list[dict[str, Any]] = []
     clients: dict[str, Any] = {}
     runnable: dict[str, str] = {}
@@ -717,27 +719,43 @@ def run_all(
         for case in cases:
             if case.mode == "clients":
                 for name, run in runnable.items():
-                    row = {"case": case.name, "subject": name, "rep": rep}
-                    rows.append(_attempt(row, lambda run=run: client_rate(run, config.seconds)))
-            else:
-                for server in chosen:
-                    row = {"case": case.name, "subject": server.name, "rep": rep}
-                    rows.append(_attempt(row, lambda s=server, c=case: measure(s, c, config)))
+                    rows += _attempt(
+                        rep, case, [name], lambda run=run: [client_rate(run, config.seconds)]
+                    )
+                continue
+            groups = [chosen] if case.mode == "pingpong" else [[server] for server in chosen]
+            for group in groups:
+                rows += _attempt(
+                    rep,
+                    case,
+                    [server.name for server in group],
+                    lambda g=group, c=case: measure(g, c, config),
+                )
     clients["failed"] = {
         r["subject"]: r["error"] for r in rows if r["case"] == "clients" and "error" in r
     }
     return rows, clients
 
 
-def _attempt(row: dict[str, Any], work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    print(f"  rep {row['rep']} {row['case']} {row['subject']} ...", end=" ", flush=True)
+def _attempt(
+    rep: int, case: Case, subjects: list[str], work: Callable[[], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    rows = [{"case": case.name, "subject": subject, "rep": rep} for subject in subjects]
+    print(f"  rep {rep} {case.name} {', '.join(subjects)} ...", end=" ", flush=True)
     try:
-        result = work()
+        results = work()
     except (BenchError, OSError, subprocess.SubprocessError) as error:
         print("ERROR")
-        return {**row, "error": str(error)}
-    print(", ".join(f"{k} {v:.4g}" for k, v in result.items() if isinstance(v, float)), flush=True)
-    return {**row, **result}
+        return [{**row, "error": str(error)} for row in rows]
+    print(
+        "; ".join(
+            (f"{subject}: " if len(subjects) > 1 else "")
+            + ", ".join(f"{k} {v:.4g}" for k, v in result.items() if isinstance(v, float))
+            for subject, result in zip(subjects, results)
+        ),
+        flush=True,
+    )
+    return [{**row, **result} for row, result in zip(rows, results)]
 
 
 def _shown(path: Path) -> str:
@@ -768,7 +786,7 @@ def main() -> int:
     rows, clients = run_all(config, cases, chosen)
     machine["loadavg_end"] = os.getloadavg()
     summary = summarise(rows)
-    lines = headline(rows, summary)
+    lines = headline(rows)
     note = (
         f"{machine['cpus']} CPUs ({machine['cpu']}), Linux {machine['kernel']}, "
         f"{config.reps} repetitions, load average {machine['loadavg_start'][0]:.2f} at start"
