@@ -149,8 +149,9 @@ class Recorder:
                 return int(line.split()[1]) * 1024
         return 0
 
-    def writes_to(self, ino: int) -> bool:
-        """Whether the server holds a write end of the FIFO with this inode."""
+    def write_ends(self, ino: int) -> int:
+        """How many write ends of the FIFO with this inode the server holds."""
+        count = 0
         for name in os.listdir(f"/proc/{self.pid}/fd"):
             try:
                 if os.stat(f"/proc/{self.pid}/fd/{name}").st_ino != ino:
@@ -158,9 +159,8 @@ class Recorder:
                 flags = Path(f"/proc/{self.pid}/fdinfo/{name}").read_text().split("flags:")[1]
             except (OSError, IndexError):
                 continue
-            if int(flags.split()[0], 8) & os.O_ACCMODE == os.O_WRONLY:
-                return True
-        return False
+            count += int(flags.split()[0], 8) & os.O_ACCMODE == os.O_WRONLY
+        return count
 
 
 class Driver:
@@ -373,21 +373,27 @@ class Driver:
     # -- gates ------------------------------------------------------------------------------
 
     def reader_gate(self) -> bool:
-        """The previous reader is gone and the server has closed that connection."""
+        """The previous reader is gone and the server has handled its departure.
+
+        The server logs "reader connected" before it writes a byte to a reader and "reader
+        left" once it has requeued what that reader did not take and emptied the pipe; so
+        when the counts match, a new reader starts on a fresh stream.
+        """
         if self.reader is not None:
             return False
         if self.reader_gate_since is None:
             return True
-        assert self.inst is not None
-        if not self.recorder.writes_to(self.inst.out_ino):
+        state = self.recorder.ask("state")
+        if state["connections"] == state["departures"]:
             self.reader_gate_since = None
             return True
         if time.monotonic() - self.reader_gate_since > GATE_TIMEOUT:
             self.dump_stacks()
             self.oracle.violation(
-                "server kept a departed reader's connection",
-                f"{GATE_TIMEOUT} s after the last reader left, the server still holds a write "
-                f"end of out_pipe: {self.recorder.fds()}",
+                "server did not see a reader leave",
+                f"{GATE_TIMEOUT} s after the last reader process ended, the server has logged "
+                f"{state['connections']} reader connections and {state['departures']} "
+                f"departures; its fds: {self.recorder.fds()}",
             )
             self.reader_gate_since = None
             return True
@@ -648,10 +654,15 @@ class Driver:
             self.check_baseline("after a restart")
 
     def check_baseline(self, when: str) -> None:
+        """The fds and threads of a server with no client: its own, plus at most one write
+        end of out_pipe, which the server may keep across readers."""
         res = self.res
+        assert self.inst is not None
+        out_ino = self.inst.out_ino
         ok = self.wait_for(
             lambda: (
-                self.recorder.fd_count() == res.base_fds
+                self.recorder.fd_count() == res.base_fds + self.recorder.write_ends(out_ino)
+                and self.recorder.write_ends(out_ino) <= 1
                 and len(self.recorder.threads()) == res.base_threads
             ),
             3,
@@ -661,7 +672,8 @@ class Driver:
         if not ok:
             self.oracle.violation(
                 "fds or threads not back to baseline",
-                f"{when}: {self.recorder.fd_count()} fds (baseline {res.base_fds}), "
+                f"{when}: {self.recorder.fd_count()} fds (baseline {res.base_fds}, "
+                f"{self.recorder.write_ends(out_ino)} write ends of out_pipe), "
                 f"{len(self.recorder.threads())} threads (baseline {res.base_threads}); "
                 f"fds {self.recorder.fds()}; threads {self.recorder.threads()}",
             )

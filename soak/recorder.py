@@ -46,6 +46,7 @@ class Recorder:
         self.position = 0  # handled messages and end-of-file events share one order
         self.outseq = 0
         self.eofs = 0
+        self.connections = self.departures = 0  # out_pipe readers the server saw come and go
         self.counts: dict[str, int] = {}
         self.last: dict[int, tuple[int, int, int]] = {}  # writer -> (instance, seq, eofs then)
         self.floods: list[threading.Thread] = []
@@ -91,6 +92,10 @@ class Recorder:
             if text.startswith("all writers left"):
                 self.eofs += 1
                 self.position += 1
+            elif text.startswith("reader connected"):
+                self.connections += 1
+            elif text.startswith("reader left"):
+                self.departures += 1
             key = " ".join(text.split()[:3])
             self.counts[key] = self.counts.get(key, 0) + 1
             if record.levelno >= logging.INFO:
@@ -123,7 +128,9 @@ class Recorder:
         args = self.args
         with self.send_lock:
             self.outseq = 0
-        self.inst += 1
+        with self.lock:
+            self.inst += 1
+            self.connections = self.departures = 0  # a stopped server logs no departure
         inst = self.inst
         server = PipeIOServer(
             args.in_pipe,
@@ -170,6 +177,8 @@ class Recorder:
                 "running": self.server is not None,
                 "stats": dataclasses.asdict(self.server.stats) if self.server else None,
                 "eofs": self.eofs,
+                "connections": self.connections,
+                "departures": self.departures,
                 "position": self.position,
                 "outseq": self.outseq,
                 "floods": len(self.floods),
