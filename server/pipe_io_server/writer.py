@@ -23,6 +23,8 @@ from .stats import Stats
 
 log = logging.getLogger("pipe_io_server")
 
+# A batch of sends goes to the backlog at the latest when it holds this much.
+BATCH_FLUSH_BYTES = 256 * 1024
 # Below this many unacknowledged bytes, prune() leaves the bookkeeping to the next write.
 PRUNE_BYTES = 256 * 1024
 _GONE = select.POLLERR | select.POLLHUP | select.POLLNVAL
@@ -54,7 +56,11 @@ class Writer:
         self._capacity = 0
         self._gone = False
         self._idle = False
-        self._corked = False
+        # While the reader thread dispatches the messages of one read, its sends collect here,
+        # without the lock, and reach the backlog together: one lock and one write per batch.
+        self._batch_owner: int | None = None
+        self._batch: list[bytes] = []
+        self._batch_bytes = 0
         self._stopping = False
         self._wake_r = self._wake_w = -1
         self.thread = threading.Thread(target=self._run, name="pipe_io_server writer", daemon=True)
@@ -65,6 +71,16 @@ class Writer:
         self.thread.start()
 
     def send(self, message: bytes) -> None:
+        if self._batch_owner == threading.get_ident() and not self._stopping:
+            limit = self._max_backlog
+            size = self._batch_bytes + len(message)
+            if limit is None or self._backlog.waiting_bytes + size <= limit:
+                self._batch.append(message)
+                self._batch_bytes = size
+                if size >= BATCH_FLUSH_BYTES:
+                    self._release_batch()
+                return
+            self._release_batch()
         with self._lock:
             limit = self._max_backlog
             if limit is not None and self._backlog.waiting_bytes + len(message) > limit:
@@ -73,7 +89,7 @@ class Writer:
                 raise RuntimeError("the server is stopped: message not sent")
             self._backlog.push(message)
             self._stats.sent += 1
-            if self._fd >= 0 and not self._corked:
+            if self._fd >= 0:
                 # Write at once from the caller: one thread hop less on every round trip.
                 self._flush()
             if self._backlog.pending or self._gone:
@@ -95,12 +111,22 @@ class Writer:
             self._changed.wait(remaining)
 
     def cork(self) -> None:
-        """Queue sends instead of writing them one by one (the reader dispatches a batch)."""
-        self._corked = True
+        """Collect this thread's sends until uncork() (the reader dispatches a batch)."""
+        self._batch_owner = threading.get_ident()
 
     def uncork(self) -> None:
+        self._batch_owner = None
+        self._release_batch()
+
+    def _release_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        size, self._batch_bytes = self._batch_bytes, 0
         with self._lock:
-            self._corked = False
+            if self._stopping:
+                self._stats.dropped_at_stop += len(batch)
+            elif batch:
+                self._backlog.push_many(batch, size)
+                self._stats.sent += len(batch)
             if self._fd >= 0:
                 self._flush()
             if self._backlog.pending or self._gone:
@@ -115,6 +141,8 @@ class Writer:
 
     def flush(self, timeout: float | None) -> bool:
         """Wait until every queued byte is in the pipe; False if the timeout came first."""
+        if self._batch_owner == threading.get_ident():
+            self._release_batch()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             while self._backlog.pending and not self._stopping:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pipe_io_server.backlog import Backlog
 
-# Each step: ("write", capacity) | ("read", size) | ("leave", 0)
+# Each step: ("write", capacity) | ("read", size) | ("leave", 0); small reads cut messages
+# at every byte, the newline included.
+amounts = st.one_of(
+    st.integers(min_value=0, max_value=40), st.integers(min_value=0, max_value=70_000)
+)
 steps = st.lists(
-    st.tuples(
-        st.sampled_from(["write", "read", "leave"]), st.integers(min_value=0, max_value=70_000)
+    st.one_of(
+        st.tuples(st.just("write"), amounts),
+        st.tuples(st.just("read"), amounts),
+        st.tuples(st.just("leave"), st.just(0)),
     ),
     max_size=60,
 )
@@ -19,13 +25,20 @@ payloads = st.lists(
 )
 
 
-@given(payloads, steps)
+@settings(max_examples=300)
+@given(payloads, steps, st.lists(st.integers(min_value=1, max_value=5), max_size=25))
 def test_each_message_is_read_whole_exactly_once_in_order(
-    messages: list[bytes], script: list[tuple[str, int]]
+    messages: list[bytes], script: list[tuple[str, int]], groups: list[int]
 ) -> None:
     backlog = Backlog()
-    for message in messages:
-        backlog.push(message)
+    position = 0
+    for group in [*groups, len(messages)]:  # singly and in dispatch-batch groups
+        chunk = messages[position : position + group]
+        position += group
+        if len(chunk) == 1:
+            backlog.push(chunk[0])
+        elif chunk:
+            backlog.push_many(list(chunk), sum(map(len, chunk)))
     pipe = bytearray()  # bytes written but not yet read by the current reader
     session = bytearray()  # what the current reader has read
     whole: list[bytes] = []  # messages readers took whole, in the order they took them
