@@ -218,6 +218,7 @@ class Driver:
         self.inst.stopped = time.monotonic()
         self.inst.graceful = graceful
         answer = self.recorder.ask("stop")
+        self.inst.gone = time.monotonic()
         self.inst.stop_seconds = answer["seconds"]
         self.inst.stats = answer["stats"]
         if answer["seconds"] > STOP_PROMISE:

@@ -67,6 +67,7 @@ class Instance:
     out_ino: int
     created: float
     stopped: float | None = None  # when stop() was called
+    gone: float | None = None  # when stop() had returned: its FIFOs were unlinked by then
     stop_seconds: float | None = None
     stats: dict[str, int] | None = None
     graceful: bool = False  # stopped after everything was drained: no loss excused
@@ -139,7 +140,7 @@ class Oracle:
             if (
                 inst.in_ino == ino
                 and inst.created <= when
-                and (inst.stopped is None or when <= inst.stopped + 2)
+                and (inst.gone is None or when <= inst.gone)
             ):
                 return inst
         return None
