@@ -21,6 +21,7 @@ import random
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -612,6 +613,7 @@ class Driver:
         """A quiet point: drain everything, then fds and threads must be back to baseline."""
         self.trace("quiet point: settling")
         self.settle()
+        settled = time.monotonic()  # every client has ended: nothing is written after this
         self.trace("settled")
         # In_pipe is drained once received stops moving (the handler may wait send_timeout).
         last = -1
@@ -624,6 +626,7 @@ class Driver:
         state = self.recorder.ask("state")
         self.trace(f"in_pipe drained: {state}")
         assert self.inst is not None
+        self.inst.drained = settled
         inst = self.inst.inst
         taken = max(
             (t[1] for r in self.oracle.readers for t in r.taken if t[0] == inst), default=-1
@@ -689,6 +692,10 @@ class Driver:
                 os.waitpid(child.pid, 0)
         self.recorder.process.wait(10)
         self.anchor.wait(10)
+        for path in (self.recorder.in_pipe, self.recorder.out_pipe):
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISFIFO(os.lstat(path).st_mode):
+                    os.unlink(path)  # left by a server that did not stop cleanly
 
 
 def rss_bound(args: argparse.Namespace, base: int) -> int:
