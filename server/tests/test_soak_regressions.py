@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import eventually
+from conftest import eventually, finish, peer
 from pipe_io_server import PipeIOServer
 
 # A writer in its own process: opens in_pipe, says so, then writes and closes when told.
@@ -121,3 +121,35 @@ def test_tail_of_a_writer_that_opened_during_the_reopen_is_not_glued(
     finally:
         hold.go.set()
         logger.removeHandler(hold)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.xfail(
+    strict=True,
+    reason="soak (make soak SEED=4242, seeds 106, 201, 202): replies sent from handle_message "
+    "during a batch wait in a private list while another thread's send_message goes straight "
+    "to the backlog, so a message accepted later is delivered first",
+)
+def test_messages_leave_in_the_order_send_message_accepted_them(tmp_path: Path) -> None:
+    """A handler's reply and a message from another thread keep the order of their sends."""
+    in_pipe, out_pipe = str(tmp_path / "in"), str(tmp_path / "out")
+    server = PipeIOServer(in_pipe, out_pipe)
+
+    def other_thread_sends() -> None:
+        server.send_message(b"from another thread")
+
+    def handle(message: bytes) -> None:
+        server.send_message(b"reply to " + message)
+        if message == b"first":
+            # send_message above has returned: whatever is sent from now on comes after it.
+            sender = threading.Thread(target=other_thread_sends)
+            sender.start()
+            sender.join(10)
+
+    server.handle_message = handle  # type: ignore[method-assign]
+    with server:
+        reader = peer("lines", out_pipe, "3")
+        # One write, so both messages arrive in one read and are dispatched together.
+        finish(peer("send", in_pipe, b"first\nsecond\n".hex()))
+        lines = [bytes.fromhex(line) for line in finish(reader).decode().split()]
+    assert lines == [b"reply to first", b"from another thread", b"reply to second"]
