@@ -192,6 +192,7 @@ class Driver:
         self.pending_exclusive: dict[str, Any] | None = None
         self.gate_writer: Child | None = None
         self.gate_since = 0.0
+        self.gate_position = -1
         self.reader: Child | None = None
         self.reader_gate_since: float | None = None
         self.next_writer = self.next_reader = self.began
@@ -425,11 +426,17 @@ class Driver:
             and seen["eofs"] > seen["eofs_then"]
         ):
             return True
-        if time.monotonic() - self.gate_since > GATE_TIMEOUT:
+        # A handler waiting send_timeout on a full backlog, message after message, is slow,
+        # not stuck: only a server that makes no progress at all fails this gate.
+        now = time.monotonic()
+        if seen["position"] != self.gate_position:
+            self.gate_position, self.gate_since = seen["position"], now
+        if now - self.gate_since > GATE_TIMEOUT:
             self.dump_stacks()
             self.oracle.violation(
                 "no end of file seen after a writer left",
-                f"w{child.cid} ({child.kind}) ended {GATE_TIMEOUT} s ago; the server handled up "
+                f"w{child.cid} ({child.kind}) ended and for {GATE_TIMEOUT} s the server handled "
+                f"nothing and saw no end of file; it handled up "
                 f"to w{child.cid}:{seen['seq']} (needs {expected}) and saw {seen['eofs']} end of "
                 f"file events, {seen['eofs_then']} of them before that message: a tail it holds "
                 f"would be glued to the next writer's bytes",
@@ -590,7 +597,7 @@ class Driver:
         """Let every client finish and both gates open, with nothing new started."""
         self.wait_for(lambda: not self.children, 60)
         if self.writer_mode == "gate":
-            self.wait_for(self.writer_gate, GATE_TIMEOUT + 1)
+            self.wait_for(self.writer_gate, 120)
         if self.writer_mode == "drain" and self.pending_exclusive is not None:
             self.pending_exclusive = None
         self.writer_mode = "shared"

@@ -190,7 +190,13 @@ class Recorder:
     def writer(self, writer: int) -> dict[str, Any]:
         with self.lock:
             inst, seq, eofs = self.last.get(writer, (0, -1, 0))
-            return {"inst": inst, "seq": seq, "eofs_then": eofs, "eofs": self.eofs}
+            return {
+                "inst": inst,
+                "seq": seq,
+                "eofs_then": eofs,
+                "eofs": self.eofs,
+                "position": self.position,
+            }
 
     def start_flood(self, number: int, count: int, size: int) -> dict[str, Any]:
         server = self.server
