@@ -16,6 +16,7 @@ import struct
 import termios
 import threading
 import time
+from collections import deque
 
 from .backlog import Backlog, BacklogFull
 from .fifo import F_GETPIPE_SZ, PIPE_SIZE, Fifo
@@ -28,6 +29,15 @@ BATCH_FLUSH_BYTES = 256 * 1024
 # Below this many unacknowledged bytes, prune() leaves the bookkeeping to the next write.
 PRUNE_BYTES = 256 * 1024
 _GONE = select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+
+def _drain(batch: deque[bytes]) -> list[bytes]:
+    """Take every message from a deque its owner may still be appending to."""
+    taken = []
+    with contextlib.suppress(IndexError):
+        while True:
+            taken.append(batch.popleft())
+    return taken
 
 
 def _has_reader(fd: int) -> bool:
@@ -58,9 +68,11 @@ class Writer:
         self._idle = False
         # While the reader thread dispatches the messages of one read, its sends collect here,
         # without the lock, and reach the backlog together: one lock and one write per batch.
+        # A deque, whose append and popleft are atomic, so that another thread's send can move
+        # the batch ahead of its own message without the owner taking a lock per message.
         self._batch_owner: int | None = None
-        self._batch: list[bytes] = []
-        self._batch_bytes = 0
+        self._batch: deque[bytes] = deque()
+        self._batch_bytes = 0  # the owner's running estimate; only it resets the count
         self._stopping = False
         self._wake_r = self._wake_w = -1
         self.thread = threading.Thread(target=self._run, name="pipe_io_server writer", daemon=True)
@@ -87,6 +99,9 @@ class Writer:
                 self._wait_for_room(len(message), limit)
             if self._stopping:
                 raise RuntimeError("the server is stopped: message not sent")
+            if self._batch:
+                # Replies batched before this send was called must leave before it.
+                self._push_batch(_drain(self._batch))
             self._backlog.push(message)
             self._stats.sent += 1
             if self._fd >= 0:
@@ -119,18 +134,21 @@ class Writer:
         self._release_batch()
 
     def _release_batch(self) -> None:
-        batch, self._batch = self._batch, []
-        size, self._batch_bytes = self._batch_bytes, 0
+        self._batch_bytes = 0
         with self._lock:
-            if self._stopping:
-                self._stats.dropped_at_stop += len(batch)
-            elif batch:
-                self._backlog.push_many(batch, size)
-                self._stats.sent += len(batch)
+            batch, self._batch = self._batch, deque()
+            self._push_batch(list(batch))
             if self._fd >= 0:
                 self._flush()
             if self._backlog.pending or self._gone:
                 self._wake()
+
+    def _push_batch(self, batch: list[bytes]) -> None:
+        if self._stopping:
+            self._stats.dropped_at_stop += len(batch)
+        elif batch:
+            self._backlog.push_many(batch, sum(map(len, batch)))
+            self._stats.sent += len(batch)
 
     def prune(self) -> None:
         """Forget the large messages a reader has already taken, without waiting to write."""

@@ -124,12 +124,6 @@ def test_tail_of_a_writer_that_opened_during_the_reopen_is_not_glued(
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(
-    strict=True,
-    reason="soak (make soak SEED=4242, seeds 106, 201, 202): replies sent from handle_message "
-    "during a batch wait in a private list while another thread's send_message goes straight "
-    "to the backlog, so a message accepted later is delivered first",
-)
 def test_messages_leave_in_the_order_send_message_accepted_them(tmp_path: Path) -> None:
     """A handler's reply and a message from another thread keep the order of their sends."""
     in_pipe, out_pipe = str(tmp_path / "in"), str(tmp_path / "out")
