@@ -10,6 +10,7 @@ same paths), state, writer (for the end-of-file gate), flood, quit.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import faulthandler
 import json
@@ -187,6 +188,9 @@ class Recorder:
                 "counts": dict(self.counts),
             }
 
+    def memory(self) -> dict[str, Any]:
+        return {"live": live_heap()}
+
     def writer(self, writer: int) -> dict[str, Any]:
         with self.lock:
             inst, seq, eofs = self.last.get(writer, (0, -1, 0))
@@ -233,6 +237,38 @@ class _Hook(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.recorder.on_log(record)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def live_heap() -> int:
+    """Bytes the process has allocated and not freed (glibc's mallinfo2), or -1.
+
+    Unlike RSS, this does not count what the allocator keeps after a peak.
+    """
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return -1
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return int(info.uordblks + info.hblkhd)
 
 
 def main() -> None:
