@@ -198,7 +198,7 @@ def big_writer(spec: Spec) -> None:
             size = int(rng.paretovariate(0.8) * 1000)
             size = min(size, limit - 100)
         pieces = 1 if rng.random() < 0.5 else rng.randint(2, 20)
-        if not writer.send(size, pieces, rng.uniform(0, 0.02)):
+        if not writer.send(size, pieces, rng.uniform(0, 0.05)):
             return
     if spec.get("tail"):
         # Close in the middle of a message: the server must drop the tail, never glue it.

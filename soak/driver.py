@@ -468,7 +468,7 @@ class Driver:
         self.next_writer = now + rng.expovariate(1 / 0.12)
         roll = rng.random()
         if roll < 0.10:
-            kill = rng.uniform(0, 2) if rng.random() < 0.35 else None
+            kill = rng.uniform(0, 1) if rng.random() < 0.4 else None
             if rng.random() < 0.75:
                 self.pending_exclusive = {
                     "kind": "big_writer",
