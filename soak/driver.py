@@ -714,11 +714,12 @@ def live_bound(args: argparse.Namespace, base: int) -> int:
     """What the server may hold at worst: the bound its limits promise, plus small change.
 
     Inbound: the decoder's parts and their join (2 x max_message_size), the message the
-    handler frames for its echo (1 x). Outbound: the backlog (max_backlog, or one message
-    larger than it when the backlog is empty) and the message in flight in the pipe (1 x).
+    handler frames for its echo (1 x). Outbound: the backlog (max_backlog), the large
+    message being written into the pipe and the pipe's worth not yet read (1 x + 1 MiB),
+    and one more message, as the backlog takes one larger than its limit when empty.
     The slack covers pipe-sized read buffers and the recorder's own log buffers.
     """
-    return int(base + 4 * args.max_message_size + args.max_backlog + 8 * MiB)
+    return int(base + 5 * args.max_message_size + args.max_backlog + 8 * MiB)
 
 
 def rss_bound(args: argparse.Namespace, base: int, base_live: int) -> int:
