@@ -715,9 +715,9 @@ def live_bound(args: argparse.Namespace, base: int) -> int:
 
     Inbound: the decoder's parts and their join (2 x max_message_size), the message the
     handler frames for its echo (1 x). Outbound: the backlog (max_backlog), the large
-    message being written into the pipe and the pipe's worth not yet read (1 x + 1 MiB),
-    and one more message, as the backlog takes one larger than its limit when empty.
-    The slack covers pipe-sized read buffers and the recorder's own log buffers.
+    message being written into the pipe and the pipe's worth not yet read (1 x + 1 MiB).
+    One more message for the instants a message exists twice (a join or a copy under
+    way); the rest covers pipe-sized read buffers and the recorder's own log buffers.
     """
     return int(base + 5 * args.max_message_size + args.max_backlog + 8 * MiB)
 
