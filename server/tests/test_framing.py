@@ -15,13 +15,19 @@ def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in zip(points, points[1:])]
 
 
+def decode(decoder: Decoder, stream: bytes, cuts: list[int]) -> list[bytes]:
+    """Feed the stream cut at the given points; return every message produced."""
+    out: list[bytes] = []
+    for chunk in chunked(stream, cuts):
+        out.extend(decoder.feed(chunk))
+    return out
+
+
 @given(messages, st.lists(st.integers(min_value=0), max_size=20))
 def test_any_chunking_yields_the_messages_in_order(items: list[bytes], cuts: list[int]) -> None:
     stream = b"".join(m + b"\n" for m in items)
     decoder = Decoder()
-    out: list[bytes] = []
-    for chunk in chunked(stream, cuts):
-        out.extend(decoder.feed(chunk))
+    out = decode(decoder, stream, cuts)
     decoder.close()
     assert out == items
     assert decoder.discards == []
@@ -37,9 +43,7 @@ def test_tail_is_discarded_and_never_glued(
 ) -> None:
     stream = b"".join(m + b"\n" for m in items) + tail
     decoder = Decoder()
-    out: list[bytes] = []
-    for chunk in chunked(stream, cuts):
-        out.extend(decoder.feed(chunk))
+    out = decode(decoder, stream, cuts)
     decoder.close()
     assert out == items
     assert decoder.discards == [Discard("tail", len(tail))]
@@ -56,9 +60,7 @@ def test_oversized_messages_are_dropped_and_the_stream_resynchronises(
 ) -> None:
     stream = b"".join(m + b"\n" for m in items)
     decoder = Decoder(max_message_size=limit)
-    out: list[bytes] = []
-    for chunk in chunked(stream, cuts):
-        out.extend(decoder.feed(chunk))
+    out = decode(decoder, stream, cuts)
     assert out == [m for m in items if len(m) <= limit]
     assert decoder.discards == [Discard("oversized", len(m)) for m in items if len(m) > limit]
     assert decoder.pending == 0
