@@ -143,8 +143,7 @@ def _serve(args: argparse.Namespace) -> int:
             done.set()
 
         threading.Thread(target=watch, daemon=True).start()
-    while not done.wait(0.5):
-        pass
+    done.wait()
     status = bridge.finish(server, bool(interrupted)) if bridge else 0
     server.stop()
     return status
