@@ -37,7 +37,7 @@ class Backlog:
         self._out: list[memoryview] = []
         self._planned = 0  # stream offset at the end of what was handed out for writing
         self._written = 0  # stream offset written to the current reader's pipe
-        self._acknowledged = 0  # stream offset up to which the reader took everything
+        self._released = 0  # stream offset at the end of the last unit taken whole
 
     def __len__(self) -> int:
         groups = chain(self._waiting, (unit for _, unit in self._inflight))
@@ -49,9 +49,9 @@ class Backlog:
         return bool(self._out or self._waiting)
 
     @property
-    def unacknowledged(self) -> int:
-        """Bytes handed out but not known to be read: what a departed reader could cost."""
-        return self._planned - self._acknowledged
+    def held(self) -> int:
+        """Bytes handed out in messages not known to be taken whole: kept for redelivery."""
+        return self._planned - self._released
 
     def push(self, message: bytes) -> None:
         self._waiting.append([message])
@@ -104,8 +104,7 @@ class Backlog:
         taken = self._written - unread
         inflight = self._inflight
         while inflight and inflight[0][0] <= taken:
-            inflight.popleft()
-        self._acknowledged = max(self._acknowledged, taken)
+            self._released = inflight.popleft()[0]
 
     def rewind(self, unread: int) -> int:
         """The reader left: queue every message it did not take whole again, in order.
@@ -128,7 +127,7 @@ class Backlog:
             self.waiting_bytes += sum(map(len, again))
         self._inflight.clear()
         self._out = []
-        self._planned = self._written = self._acknowledged = 0
+        self._planned = self._written = self._released = 0
         return redelivered
 
     def clear(self) -> int:

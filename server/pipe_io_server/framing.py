@@ -6,6 +6,7 @@ pure lets the property tests explore every way a stream can be cut into reads.
 
 from __future__ import annotations
 
+import io
 import select
 from dataclasses import dataclass
 from typing import Union
@@ -42,14 +43,28 @@ class Decoder:
     `feed` returns the complete messages; what cannot become a message is recorded in
     `discards` for the caller to report. An oversized message is dropped as it streams
     in, so memory stays near `max_message_size` however long the line.
+
+    A reader can instead read into `get_buffer()` and report with `buffer_updated`
+    (asyncio's BufferedProtocol shape). Then a long message is read straight into the
+    bytes object that the caller finally receives: no chunks, no join, no copy.
     """
 
-    def __init__(self, max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+    def __init__(
+        self, max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE, read_size: int = 65536
+    ) -> None:
         if max_message_size is not None and max_message_size < 0:
             raise ValueError("max_message_size must be a non-negative number of bytes or None")
         self.max_message_size = max_message_size
         self.discards: list[Discard] = []
-        self._parts: list[bytes] = []
+        self._read_buffer = bytearray(read_size)
+        self._read_view = memoryview(self._read_buffer)
+        self._in_place_from = max(1, read_size // 4)
+        # The unterminated message so far. A BytesIO, because getvalue() hands over its own
+        # bytes object without a copy, and getbuffer() lets reads land inside that object.
+        self._held: io.BytesIO | None = None
+        self._capacity = 0  # size of _held's bytes once the message is read in place, else 0
+        self._expected = 0  # the last in-place message's length: the next is likely alike
+        self._export: memoryview | None = None
         self._pending = 0
         self._skipping = False
 
@@ -58,26 +73,60 @@ class Decoder:
         """Bytes of the unterminated message seen so far."""
         return self._pending
 
-    def feed(self, data: bytes) -> list[bytes]:
-        start = 0
-        end = data.find(NEWLINE)
+    def feed(self, data: bytes | bytearray) -> list[bytes]:
+        return self._scan(data, len(data))
+
+    def get_buffer(self) -> memoryview:
+        """Where the next read should land; valid until buffer_updated() or the next call."""
+        self._release()
+        if not self._capacity:
+            return self._read_view
+        self._reserve(self._pending + 1, self._pending)
+        assert self._held is not None
+        self._export = self._held.getbuffer()
+        return self._export[self._pending :]
+
+    def buffer_updated(self, count: int) -> list[bytes]:
+        """`count` bytes were read into the last get_buffer(): return the messages they end."""
+        if self._export is None:
+            return self._scan(self._read_buffer, count)
+        self._release()
+        assert self._held is not None
+        start = self._pending
+        data = self._held.getvalue()  # the held object itself: no view of it is left
+        end = data.find(LF, start, start + count)
+        rest = data[end + 1 : start + count] if end >= 0 else b""
+        del data  # a second reference would make the next write copy the whole message
         if end < 0:
-            self._hold(data)
+            self._grow(count)
+            return []
+        self._grow(end - start)
+        messages = self._complete()
+        messages.extend(self._scan(rest, len(rest)))
+        return messages
+
+    def close(self) -> None:
+        """End of stream: an unterminated tail is dropped and recorded in `discards`."""
+        self._release()
+        if self._pending or self._skipping:
+            self._drop("oversized" if self._skipping else "tail")
+
+    def _scan(self, data: bytes | bytearray, size: int) -> list[bytes]:
+        view = memoryview(data)
+        end = data.find(LF, 0, size)
+        if end < 0:
+            self._hold(view[:size])
             return []
         messages: list[bytes] = []
-        if self._parts or self._skipping:
-            self._hold(data[:end])
-            if self._skipping:
-                self._drop("oversized")
-            else:
-                messages.append(b"".join(self._parts))
-                self._parts.clear()
-                self._pending = 0
+        start = 0
+        if self._pending or self._skipping:
+            self._hold(view[:end])
+            messages = self._complete()
             start = end + 1
-        last = data.rfind(NEWLINE)
+        last = data.rfind(LF, start, size)
         if last >= start:
-            # One C-level split for the common case of many short messages in one read.
-            messages.extend(data[start:last].split(NEWLINE))
+            # One copy and one C-level split for the common case of many short messages.
+            messages.extend(bytes(view[start:last]).split(NEWLINE))
             start = last + 1
         limit = self.max_message_size
         if limit is not None and messages and max(map(len, messages)) > limit:
@@ -86,30 +135,69 @@ class Decoder:
                 if len(m) > limit:
                     self.discards.append(Discard("oversized", len(m)))
             messages = kept
-        if start < len(data):
-            self._hold(data[start:])
+        if start < size:
+            self._hold(view[start:size])
         return messages
 
-    def close(self) -> None:
-        """End of stream: an unterminated tail is dropped and recorded in `discards`."""
-        if self._parts or self._skipping:
-            self._drop("oversized" if self._skipping else "tail")
-
-    def _hold(self, chunk: bytes) -> None:
+    def _hold(self, chunk: memoryview) -> None:
         if not chunk:
             return
-        self._pending += len(chunk)
-        if self._skipping:
+        at = self._pending
+        if not self._grow(len(chunk)):
             return
+        if self._capacity or self._pending >= self._in_place_from:
+            self._reserve(self._pending, at)
+        elif self._held is None:
+            self._held = io.BytesIO()
+        assert self._held is not None
+        self._held.seek(at)
+        self._held.write(chunk)
+
+    def _grow(self, count: int) -> bool:
+        """Count `count` more bytes of the message; False once it is being skipped."""
+        self._pending += count
+        if self._skipping:
+            return False
         limit = self.max_message_size
         if limit is not None and self._pending > limit:
-            self._parts.clear()
+            self._held = None
+            self._capacity = 0
             self._skipping = True
-        else:
-            self._parts.append(chunk)
+            return False
+        return True
+
+    def _reserve(self, needed: int, kept: int) -> None:
+        """Make the held message a bytes object of at least `needed` bytes, first `kept` kept."""
+        if needed <= self._capacity:
+            return
+        capacity = max(needed, 2 * self._capacity, self._expected)
+        grown = io.BytesIO(bytes(capacity))  # calloc'd: a page costs memory once written
+        if self._held is not None and kept:
+            with self._held.getbuffer() as old:
+                grown.write(old[:kept])
+        self._held, self._capacity = grown, capacity
+
+    def _complete(self) -> list[bytes]:
+        """The pending message ended: return it, or record it if it was skipped."""
+        if self._skipping:
+            self._drop("oversized")
+            return []
+        held, size = self._held, self._pending
+        message = b""
+        if held is not None:
+            if self._capacity:
+                held.truncate(size)  # shrinks the bytes object in place, without a copy
+                self._expected = size + 1
+            message = held.getvalue()
+        self._held, self._capacity, self._pending = None, 0, 0
+        return [message]
 
     def _drop(self, reason: str) -> None:
         self.discards.append(Discard(reason, self._pending))
-        self._parts.clear()
-        self._pending = 0
+        self._held, self._capacity, self._pending = None, 0, 0
         self._skipping = False
+
+    def _release(self) -> None:
+        if self._export is not None:
+            self._export.release()
+            self._export = None

@@ -32,12 +32,11 @@ class Reader:
     ) -> None:
         self.fifo = fifo
         self._stats = stats
-        self._decoder = Decoder(max_message_size)
+        # Reads land in the decoder's one reused buffer: os.read() would allocate and shrink
+        # a pipe-sized block on every call, which costs more than the read itself.
+        self._decoder = Decoder(max_message_size, read_size=PIPE_SIZE)
         self._dispatch = dispatch
         self._after_read = after_read
-        # Reads land in one reused buffer: os.read() would allocate and shrink a pipe-sized
-        # block on every call, which costs more than the read itself.
-        self._buffer = bytearray(PIPE_SIZE)
         self._wake_r = self._wake_w = self._fd = -1
         self.thread = threading.Thread(target=self._run, name="pipe_io_server reader", daemon=True)
 
@@ -68,19 +67,18 @@ class Reader:
         # After a reopen, read without waiting for poll(): a writer that came and went during
         # the reopen gets no hang-up reported on the new descriptor, only end of file.
         probing = fresh = False
-        buffer, view = self._buffer, memoryview(self._buffer)
         while True:
             if not probing and any(fd == self._wake_r for fd, _ in poller.poll()):
                 return
             try:
-                count = os.readv(self._fd, (buffer,))
+                count = os.readv(self._fd, (decoder.get_buffer(),))
             except BlockingIOError:
                 probing = False
                 continue
             if count:
                 fresh = False
                 self._after_read()
-                messages = decoder.feed(view[:count].tobytes())
+                messages = decoder.buffer_updated(count)
                 if decoder.discards:
                     self._report()
                 if messages:

@@ -26,8 +26,11 @@ log = logging.getLogger("pipe_io_server")
 
 # A batch of sends goes to the backlog at the latest when it holds this much.
 BATCH_FLUSH_BYTES = 256 * 1024
-# Below this many unacknowledged bytes, prune() leaves the bookkeeping to the next write.
+# Below this many bytes held for redelivery, prune() leaves the bookkeeping to the next write.
 PRUNE_BYTES = 256 * 1024
+# A larger message is left to the writer thread, so that the caller (often the reader thread)
+# goes back to reading while it is written: on a pipe the two copies then overlap.
+DIRECT_WRITE_BYTES = 64 * 1024
 _GONE = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
@@ -104,7 +107,7 @@ class Writer:
                 self._push_batch(_drain(self._batch))
             self._backlog.push(message)
             self._stats.sent += 1
-            if self._fd >= 0:
+            if self._fd >= 0 and len(message) < DIRECT_WRITE_BYTES:
                 # Write at once from the caller: one thread hop less on every round trip.
                 self._flush()
             if self._backlog.pending or self._gone:
@@ -152,7 +155,7 @@ class Writer:
 
     def prune(self) -> None:
         """Forget the large messages a reader has already taken, without waiting to write."""
-        if self._backlog.unacknowledged >= PRUNE_BYTES:
+        if self._backlog.held >= PRUNE_BYTES:
             with self._lock:
                 if self._fd >= 0:
                     self._backlog.acknowledge(_unread(self._fd))
@@ -202,7 +205,7 @@ class Writer:
                 self._gone = True
                 break
             backlog.sent(count)
-            if backlog.unacknowledged > self._capacity:
+            if backlog.held > self._capacity:
                 # Bounds the memory held for redelivery to about one pipe's worth.
                 backlog.acknowledge(_unread(self._fd))
         if backlog.waiting_bytes != before or not backlog.pending:

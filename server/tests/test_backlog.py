@@ -95,3 +95,14 @@ def test_clear_counts_what_never_reached_the_pipe() -> None:
     backlog.sent(10)
     assert backlog.clear() == 2
     assert not backlog.pending
+
+
+def test_a_message_read_all_but_its_last_bytes_is_still_held() -> None:
+    """What the writer prunes by: a large message costs its whole size until taken whole."""
+    backlog = Backlog()
+    backlog.push(b"x" * 100_000)
+    backlog.sent(sum(map(len, backlog.buffers())))
+    backlog.acknowledge(unread=10)
+    assert backlog.held == 100_001
+    backlog.acknowledge(unread=0)
+    assert backlog.held == 0

@@ -23,6 +23,21 @@ def decode(decoder: Decoder, stream: bytes, cuts: list[int]) -> list[bytes]:
     return out
 
 
+def decode_in_place(decoder: Decoder, stream: bytes, cuts: list[int]) -> list[bytes]:
+    """The same stream read into the decoder's buffers, as the server's reader does."""
+    out: list[bytes] = []
+    for chunk in chunked(stream, cuts):
+        at = 0
+        while at < len(chunk):
+            buffer = decoder.get_buffer()
+            count = min(len(buffer), len(chunk) - at)
+            buffer[:count] = chunk[at : at + count]
+            del buffer
+            out.extend(decoder.buffer_updated(count))
+            at += count
+    return out
+
+
 @given(messages, st.lists(st.integers(min_value=0), max_size=20))
 def test_any_chunking_yields_the_messages_in_order(items: list[bytes], cuts: list[int]) -> None:
     stream = b"".join(m + b"\n" for m in items)
@@ -66,11 +81,40 @@ def test_oversized_messages_are_dropped_and_the_stream_resynchronises(
     assert decoder.pending == 0
 
 
+@given(
+    st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30),
+    st.integers(min_value=1, max_value=16),
+    st.integers(min_value=0, max_value=30),
+    st.lists(st.integers(min_value=0), max_size=20),
+)
+def test_reading_into_the_buffer_frames_like_feed(
+    items: list[bytes], read_size: int, limit: int, cuts: list[int]
+) -> None:
+    stream = b"".join(m + b"\n" for m in items) + b"tail"
+    fed, filled = Decoder(limit), Decoder(limit, read_size=read_size)
+    assert decode_in_place(filled, stream, cuts) == decode(fed, stream, cuts)
+    fed.close()
+    filled.close()
+    assert filled.discards == fed.discards
+
+
+def test_a_large_message_is_read_in_place_and_handed_over_without_a_copy() -> None:
+    decoder = Decoder(read_size=1000)
+    first = b"z" * 100_000
+    assert decode_in_place(decoder, first + b"\n" + first[:50_000], []) == [first]
+    held = decoder._held  # sized like the message before: no growth, no copy from here on
+    messages = decode_in_place(decoder, first[50_000:] + b"\nnext", [])
+    assert messages == [first]
+    assert decoder.pending == 4
+    # The bytes object the reads landed in is the message itself: BytesIO gives it out again.
+    assert held is not None and held.getvalue() is messages[0]
+
+
 def test_oversized_line_is_not_held_in_memory() -> None:
     decoder = Decoder(max_message_size=10)
     for _ in range(1000):
         assert decoder.feed(b"y" * 1000) == []
-    assert decoder._parts == []
+    assert decoder._held is None
     assert decoder.feed(b"tail\nok\n") == [b"ok"]
     assert decoder.discards == [Discard("oversized", 1_000_004)]
 
