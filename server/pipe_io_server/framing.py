@@ -126,15 +126,14 @@ class Decoder:
         last = data.rfind(LF, start, size)
         if last >= start:
             # One copy and one C-level split for the common case of many short messages.
-            messages.extend(bytes(view[start:last]).split(NEWLINE))
+            run = bytes(view[start:last]).split(NEWLINE)
+            limit = self.max_message_size
+            # A run shorter than the limit in all cannot hold a message longer than it.
+            if limit is not None and last - start > limit and max(map(len, run)) > limit:
+                self.discards.extend(Discard("oversized", len(m)) for m in run if len(m) > limit)
+                run = [m for m in run if len(m) <= limit]
+            messages.extend(run)
             start = last + 1
-        limit = self.max_message_size
-        if limit is not None and messages and max(map(len, messages)) > limit:
-            kept = [m for m in messages if len(m) <= limit]
-            for m in messages:
-                if len(m) > limit:
-                    self.discards.append(Discard("oversized", len(m)))
-            messages = kept
         if start < size:
             self._hold(view[start:size])
         return messages

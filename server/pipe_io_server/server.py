@@ -9,7 +9,7 @@ import time
 from types import TracebackType
 
 from .fifo import Fifo
-from .framing import DEFAULT_MAX_MESSAGE_SIZE, Message, encode
+from .framing import DEFAULT_MAX_MESSAGE_SIZE, LF, Message, encode
 from .inbox import Inbox
 from .reader import Reader
 from .stats import Stats
@@ -262,7 +262,9 @@ class PipeWriterServer(_PipeServer):
         stays over max_backlog bytes for send_timeout seconds, RuntimeError once stopped.
         """
         assert self._writer is not None
-        self._writer.send(encode(message))
+        if type(message) is not bytes or LF in message:
+            message = encode(message)  # converts it, or refuses its newline
+        self._writer.send(message)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every message sent so far is written into out_pipe (not yet read)."""

@@ -13,6 +13,7 @@ import logging
 import os
 import select
 import struct
+import sys
 import termios
 import threading
 import time
@@ -32,6 +33,7 @@ PRUNE_BYTES = 256 * 1024
 # goes back to reading while it is written: on a pipe the two copies then overlap.
 DIRECT_WRITE_BYTES = 64 * 1024
 _GONE = select.POLLERR | select.POLLHUP | select.POLLNVAL
+_get_ident = threading.get_ident  # a global, not a module attribute: looked up per send
 
 
 def _drain(batch: deque[bytes]) -> list[bytes]:
@@ -76,6 +78,9 @@ class Writer:
         self._batch_owner: int | None = None
         self._batch: deque[bytes] = deque()
         self._batch_bytes = 0  # the owner's running estimate; only it resets the count
+        # What the batch may hold before max_backlog is reached, read once per batch instead of
+        # once per message; -1 once stopping, so that every send takes the checked path.
+        self._batch_room = -1
         self._stopping = False
         self._wake_r = self._wake_w = -1
         self.thread = threading.Thread(target=self._run, name="pipe_io_server writer", daemon=True)
@@ -86,10 +91,9 @@ class Writer:
         self.thread.start()
 
     def send(self, message: bytes) -> None:
-        if self._batch_owner == threading.get_ident() and not self._stopping:
-            limit = self._max_backlog
+        if self._batch_owner == _get_ident():
             size = self._batch_bytes + len(message)
-            if limit is None or self._backlog.waiting_bytes + size <= limit:
+            if size <= self._batch_room:
                 self._batch.append(message)
                 self._batch_bytes = size
                 if size >= BATCH_FLUSH_BYTES:
@@ -130,17 +134,25 @@ class Writer:
 
     def cork(self) -> None:
         """Collect this thread's sends until uncork() (the reader dispatches a batch)."""
-        self._batch_owner = threading.get_ident()
+        self._batch_room = self._room()
+        self._batch_owner = _get_ident()
 
     def uncork(self) -> None:
         self._batch_owner = None
         self._release_batch()
+
+    def _room(self) -> int:
+        if self._stopping:
+            return -1
+        limit = self._max_backlog
+        return sys.maxsize if limit is None else limit - self._backlog.waiting_bytes
 
     def _release_batch(self) -> None:
         self._batch_bytes = 0
         with self._lock:
             batch, self._batch = self._batch, deque()
             self._push_batch(list(batch))
+            self._batch_room = self._room()
             if self._fd >= 0:
                 self._flush()
             if self._backlog.pending or self._gone:
@@ -162,7 +174,7 @@ class Writer:
 
     def flush(self, timeout: float | None) -> bool:
         """Wait until every queued byte is in the pipe; False if the timeout came first."""
-        if self._batch_owner == threading.get_ident():
+        if self._batch_owner == _get_ident():
             self._release_batch()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
@@ -176,6 +188,7 @@ class Writer:
     def stop(self) -> None:
         with self._lock:
             self._stopping = True
+            self._batch_room = -1
             self._changed.notify_all()
             if self._wake_w >= 0:
                 # Unconditionally: the thread may be waiting for POLLOUT on a full pipe.
