@@ -78,7 +78,8 @@ class Decoder:
 
     def get_buffer(self) -> memoryview:
         """Where the next read should land; valid until buffer_updated() or the next call."""
-        self._release()
+        if self._export is not None:
+            self._release()
         if not self._capacity:
             return self._read_view
         self._reserve(self._pending + 1, self._pending)
@@ -117,6 +118,9 @@ class Decoder:
         if end < 0:
             self._hold(view[:size])
             return []
+        limit = self.max_message_size
+        if end == size - 1 and not self._pending and (limit is None or end <= limit):
+            return [bytes(view[:end])]  # one whole message, the request-reply case
         messages: list[bytes] = []
         start = 0
         if self._pending or self._skipping:
@@ -127,7 +131,6 @@ class Decoder:
         if last >= start:
             # One copy and one C-level split for the common case of many short messages.
             run = bytes(view[start:last]).split(NEWLINE)
-            limit = self.max_message_size
             # A run shorter than the limit in all cannot hold a message longer than it.
             if limit is not None and last - start > limit and max(map(len, run)) > limit:
                 self.discards.extend(Discard("oversized", len(m)) for m in run if len(m) > limit)

@@ -67,9 +67,12 @@ class Reader:
         # After a reopen, read without waiting for poll(): a writer that came and went during
         # the reopen gets no hang-up reported on the new descriptor, only end of file.
         probing = fresh = False
+        wake = self._wake_r
         while True:
-            if not probing and any(fd == self._wake_r for fd, _ in poller.poll()):
-                return
+            if not probing:
+                for fd, _ in poller.poll():
+                    if fd == wake:
+                        return
             try:
                 count = os.readv(self._fd, (decoder.get_buffer(),))
             except BlockingIOError:

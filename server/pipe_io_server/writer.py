@@ -66,6 +66,7 @@ class Writer:
         self._backlog = Backlog()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # backlog shrank, or stopping
+        self._waiters = 0  # threads in _changed.wait(): a write notifies only when some are
         self._fifo: Fifo | None = None
         self._fd = -1
         self._capacity = 0
@@ -130,7 +131,11 @@ class Writer:
                     f"outbound backlog stayed above {limit} bytes for {self._send_timeout} s: "
                     f"no reader is taking messages from {self.path}"
                 )
-            self._changed.wait(remaining)
+            self._waiters += 1
+            try:
+                self._changed.wait(remaining)
+            finally:
+                self._waiters -= 1
 
     def cork(self) -> None:
         """Collect this thread's sends until uncork() (the reader dispatches a batch)."""
@@ -182,7 +187,11 @@ class Writer:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._changed.wait(remaining)
+                self._waiters += 1
+                try:
+                    self._changed.wait(remaining)
+                finally:
+                    self._waiters -= 1
             return not self._backlog.pending
 
     def stop(self) -> None:
@@ -221,7 +230,7 @@ class Writer:
             if backlog.held > self._capacity:
                 # Bounds the memory held for redelivery to about one pipe's worth.
                 backlog.acknowledge(_unread(self._fd))
-        if backlog.waiting_bytes != before or not backlog.pending:
+        if self._waiters and (backlog.waiting_bytes != before or not backlog.pending):
             self._changed.notify_all()
 
     def _run(self) -> None:
