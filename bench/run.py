@@ -50,10 +50,15 @@ class Case:
     title: str
     mode: str  # "pingpong", "stream" or "clients"
     size: int = 64
+    # Ping-pong pins the client to one CPU and each server to the same one ("one") or to
+    # another ("two"). Left to the scheduler, a round trip lands on one of the two, by
+    # chance and for minutes: on a virtual machine a wake-up across CPUs costs ~30 µs.
+    cpus: str = ""
 
 
 CASES = [
-    Case("pingpong", "ping-pong 64 B", "pingpong"),
+    Case("pingpong", "ping-pong 64 B, one CPU", "pingpong", cpus="one"),
+    Case("pingpong2", "ping-pong 64 B, two CPUs", "pingpong", cpus="two"),
     Case("stream64", "stream 64 B", "stream", 64),
     Case("stream1k", "stream 1 KiB", "stream", 1024),
     Case("stream16k", "stream 16 KiB", "stream", 16 * 1024),
@@ -65,11 +70,12 @@ CASES = [
 CASE_BY_NAME = {case.name: case for case in CASES}
 ALIASES = {
     "all": [case.name for case in CASES],
+    "latency": ["pingpong", "pingpong2"],
     "pipelined": ["stream64"],
     "large": ["stream4m", "stream16m"],
     "sweep": [case.name for case in CASES if case.mode == "stream"],
 }
-SMOKE_CASES = ["pingpong", "stream64", "stream4m", "clients"]
+SMOKE_CASES = ["pingpong", "pingpong2", "stream64", "stream4m", "clients"]
 
 
 @dataclass(frozen=True)
@@ -154,9 +160,33 @@ def _tail(log: Path, lines: int = 8) -> str:
         return ""
 
 
-def _run_json_lines(argv: list[str], timeout: float) -> list[dict[str, Any]]:
+def _pinned(cpu: int | None) -> Callable[[], None] | None:
+    """A preexec_fn that keeps a child (and every thread it starts) on one CPU."""
+    return None if cpu is None else lambda: os.sched_setaffinity(0, {cpu})
+
+
+def _cpus(case: Case) -> tuple[int | None, int | None]:
+    """(client CPU, server CPU) for a case."""
+    if not case.cpus:
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if case.cpus == "two" and len(cpus) < 2:
+        raise BenchError("needs two CPUs")
+    return cpus[0], cpus[1] if case.cpus == "two" else cpus[0]
+
+
+def _run_json_lines(
+    argv: list[str], timeout: float, cpu: int | None = None
+) -> list[dict[str, Any]]:
     try:
-        done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            argv,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            preexec_fn=_pinned(cpu),
+        )
     except subprocess.TimeoutExpired as error:
         raise BenchError(f"{Path(argv[0]).name} timed out after {timeout:.0f} s") from error
     if done.returncode != 0:
@@ -167,7 +197,7 @@ def _run_json_lines(argv: list[str], timeout: float) -> list[dict[str, Any]]:
 class Running:
     """A fresh server process on fresh FIFOs in `folder`, ready for one measurement."""
 
-    def __init__(self, server: Server, folder: str) -> None:
+    def __init__(self, server: Server, folder: str, cpu: int | None) -> None:
         self.server = server
         self.in_pipe, self.out_pipe = f"{folder}/in", f"{folder}/out"
         self.log = Path(folder) / "server.log"
@@ -181,6 +211,7 @@ class Running:
                 stderr=log_file,
                 stdin=subprocess.DEVNULL,
                 text=True,
+                preexec_fn=_pinned(cpu),
             )
         try:
             self.version = _wait_ready(self.proc, 30, self.log)
@@ -197,9 +228,9 @@ class Running:
 
 
 @contextlib.contextmanager
-def _started(server: Server) -> Iterator[Running]:
+def _started(server: Server, cpu: int | None = None) -> Iterator[Running]:
     with tempfile.TemporaryDirectory(prefix="pio-bench-") as folder:
-        running = Running(server, folder)
+        running = Running(server, folder, cpu)
         try:
             yield running
         finally:
@@ -210,8 +241,9 @@ def _started(server: Server) -> Iterator[Running]:
 
 def measure(group: list[Server], case: Case, config: argparse.Namespace) -> list[dict[str, Any]]:
     """Fresh server processes, one run of the load client against them all."""
+    client_cpu, server_cpu = _cpus(case)
     with contextlib.ExitStack() as stack:
-        servers = [stack.enter_context(_started(server)) for server in group]
+        servers = [stack.enter_context(_started(server, server_cpu)) for server in group]
         argv = [str(BUILD / "loadclient"), case.mode]
         for running in servers:
             argv += [running.in_pipe, running.out_pipe]
@@ -226,7 +258,9 @@ def measure(group: list[Server], case: Case, config: argparse.Namespace) -> list
         folded = config.profile / f"{case.name}.folded" if config.profile and ours else None
         with _profiled(ours[0] if ours else 0, folded):
             try:
-                results = _run_json_lines([*argv, "--timeout", str(int(timeout))], timeout + 10)
+                results = _run_json_lines(
+                    [*argv, "--timeout", str(int(timeout))], timeout + 10, client_cpu
+                )
             except BenchError as error:
                 logs = "; ".join(f"{r.server.label}: {_tail(r.log) or '-'}" for r in servers)
                 raise BenchError(f"{error} (server output: {logs})") from None
@@ -444,7 +478,12 @@ class Target:
 
 
 TARGETS = [
-    Target("64 B ping-pong RTT, ours / floor", "pingpong", "median_us", "floor", 1.10, True),
+    Target(
+        "64 B ping-pong RTT, one CPU, ours / floor", "pingpong", "median_us", "floor", 1.10, True
+    ),
+    Target(
+        "64 B ping-pong RTT, two CPUs, ours / floor", "pingpong2", "median_us", "floor", 1.10, True
+    ),
     Target("64 B pipelined msgs/s, ours / 1.0.3", "stream64", "msgs_per_s", "legacy", 6.0, False),
     Target("4 MiB MB/s, ours / floor", "stream4m", "mb_per_s", "floor", 0.85, False),
     Target("4 MiB RSS growth / message size", "stream4m", "rss_growth_kib", "size", 3.0, True),
@@ -507,6 +546,7 @@ FORMATS: dict[str, tuple[str, Callable[[float], str]]] = {
 }
 SHOWN = {
     "pingpong": ["median_us", "p99_us"],
+    "pingpong2": ["median_us", "p99_us"],
     "stream64": ["msgs_per_s", "mb_per_s", "rss_growth_kib"],
     "stream4m": ["mb_per_s", "rss_growth_kib"],
     "stream16m": ["mb_per_s", "rss_growth_kib"],
