@@ -160,9 +160,9 @@ def _tail(log: Path, lines: int = 8) -> str:
         return ""
 
 
-def _pinned(cpu: int | None) -> Callable[[], None] | None:
-    """A preexec_fn that keeps a child (and every thread it starts) on one CPU."""
-    return None if cpu is None else lambda: os.sched_setaffinity(0, {cpu})
+def _pinned(cpu: int | None, argv: list[str]) -> list[str]:
+    """The command kept on one CPU, with every thread it starts (taskset, util-linux)."""
+    return argv if cpu is None else ["taskset", "--cpu-list", str(cpu), *argv]
 
 
 def _cpus(case: Case) -> tuple[int | None, int | None]:
@@ -180,12 +180,7 @@ def _run_json_lines(
 ) -> list[dict[str, Any]]:
     try:
         done = subprocess.run(
-            argv,
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            preexec_fn=_pinned(cpu),
+            _pinned(cpu, argv), check=False, capture_output=True, text=True, timeout=timeout
         )
     except subprocess.TimeoutExpired as error:
         raise BenchError(f"{Path(argv[0]).name} timed out after {timeout:.0f} s") from error
@@ -206,12 +201,11 @@ class Running:
             os.mkfifo(self.out_pipe, 0o600)
         with open(self.log, "w") as log_file:
             self.proc = subprocess.Popen(
-                server.command(self.in_pipe, self.out_pipe),
+                _pinned(cpu, server.command(self.in_pipe, self.out_pipe)),
                 stdout=subprocess.PIPE,
                 stderr=log_file,
                 stdin=subprocess.DEVNULL,
                 text=True,
-                preexec_fn=_pinned(cpu),
             )
         try:
             self.version = _wait_ready(self.proc, 30, self.log)
