@@ -63,7 +63,7 @@ class Decoder:
         # bytes object without a copy, and getbuffer() lets reads land inside that object.
         self._held: io.BytesIO | None = None
         self._capacity = 0  # size of _held's bytes once the message is read in place, else 0
-        self._expected = 0  # the last in-place message's length: the next is likely alike
+        self._expected = 0  # the last in-place message with its LF: the next is likely alike
         self._export: memoryview | None = None
         self._pending = 0
         self._skipping = False

@@ -32,8 +32,8 @@ class Reader:
     ) -> None:
         self.fifo = fifo
         self._stats = stats
-        # Reads land in the decoder's one reused buffer: os.read() would allocate and shrink
-        # a pipe-sized block on every call, which costs more than the read itself.
+        # Reads land in the decoder's buffers (a reused one, or a long message itself):
+        # os.read() would allocate and shrink a pipe-sized block on every call.
         self._decoder = Decoder(max_message_size, read_size=PIPE_SIZE)
         self._dispatch = dispatch
         self._after_read = after_read

@@ -66,7 +66,7 @@ class Writer:
         self._backlog = Backlog()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # backlog shrank, or stopping
-        self._waiters = 0  # threads in _changed.wait(): a write notifies only when some are
+        self._waiters = 0  # threads in _wait_for_change()
         self._fifo: Fifo | None = None
         self._fd = -1
         self._capacity = 0
@@ -131,11 +131,15 @@ class Writer:
                     f"outbound backlog stayed above {limit} bytes for {self._send_timeout} s: "
                     f"no reader is taking messages from {self.path}"
                 )
-            self._waiters += 1
-            try:
-                self._changed.wait(remaining)
-            finally:
-                self._waiters -= 1
+            self._wait_for_change(remaining)
+
+    def _wait_for_change(self, timeout: float | None) -> None:
+        """Wait on _changed, counted, so that a write notifies only when someone waits."""
+        self._waiters += 1
+        try:
+            self._changed.wait(timeout)
+        finally:
+            self._waiters -= 1
 
     def cork(self) -> None:
         """Collect this thread's sends until uncork() (the reader dispatches a batch)."""
@@ -187,11 +191,7 @@ class Writer:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._waiters += 1
-                try:
-                    self._changed.wait(remaining)
-                finally:
-                    self._waiters -= 1
+                self._wait_for_change(remaining)
             return not self._backlog.pending
 
     def stop(self) -> None:
