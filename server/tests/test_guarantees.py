@@ -343,3 +343,27 @@ def test_back_to_back_readers_never_meet_a_false_end_of_file(pipes: tuple[str, s
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_replies_batched_in_one_read_respect_the_backlog_limit(pipes: tuple[str, str]) -> None:
+    """Guarantee 10 on the batched path: replies to one read are collected, still bounded."""
+    with EchoServer(*pipes, max_backlog=10, send_timeout=0.05) as server:
+        client = RawClient(server.in_pipe)
+        client.send(b"".join(b"%02d-padding\n" % i for i in range(20)))  # one write, one read
+        client.close()
+        assert eventually(lambda: server.stats.received == 20)
+        assert eventually(lambda: server.stats.handler_errors == 19)
+
+
+def test_a_large_reply_and_a_small_one_leave_in_order(pipes: tuple[str, str]) -> None:
+    """Guarantee 3 across the two write paths: the writer thread's and the caller's own."""
+    with PipeIOServer(*pipes) as server:
+        large = b"L" * (1 << 20)
+        server.handle_message = lambda m: [  # type: ignore[method-assign]
+            server.send_message(large),
+            server.send_message(b"small"),
+        ]
+        reader = peer("lines", server.out_pipe, "2")
+        finish(peer("send", server.in_pipe, b"go\n".hex()))
+        lines = [bytes.fromhex(line) for line in finish(reader).decode().split()]
+    assert lines == [large, b"small"]
