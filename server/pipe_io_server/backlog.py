@@ -49,9 +49,16 @@ class Backlog:
         return bool(self._out or self._waiting)
 
     @property
-    def held(self) -> int:
-        """Bytes handed out in messages not known to be taken whole: kept for redelivery."""
-        return self._planned - self._released
+    def reclaimable(self) -> int:
+        """Bytes kept for redelivery that acknowledge() might free now.
+
+        None until the oldest message kept is wholly in the pipe: before that, asking the
+        pipe (FIONREAD, which waits on the pipe's lock while the reader copies) is wasted.
+        """
+        inflight = self._inflight
+        if inflight and inflight[0][0] <= self._written:
+            return self._planned - self._released
+        return 0
 
     def push(self, message: bytes) -> None:
         self._waiting.append([message])

@@ -176,7 +176,7 @@ class Writer:
 
     def prune(self) -> None:
         """Forget the large messages a reader has already taken, without waiting to write."""
-        if self._backlog.held >= PRUNE_BYTES:
+        if self._backlog.reclaimable >= PRUNE_BYTES:
             with self._lock:
                 if self._fd >= 0:
                     self._backlog.acknowledge(_unread(self._fd))
@@ -227,7 +227,7 @@ class Writer:
                 self._gone = True
                 break
             backlog.sent(count)
-            if backlog.held > self._capacity:
+            if backlog.reclaimable > self._capacity:
                 # Bounds the memory held for redelivery to about one pipe's worth.
                 backlog.acknowledge(_unread(self._fd))
         if self._waiters and (backlog.waiting_bytes != before or not backlog.pending):

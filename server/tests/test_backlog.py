@@ -98,11 +98,15 @@ def test_clear_counts_what_never_reached_the_pipe() -> None:
 
 
 def test_a_message_read_all_but_its_last_bytes_is_still_held() -> None:
-    """What the writer prunes by: a large message costs its whole size until taken whole."""
+    """What the writer prunes by: a large message costs its whole size until taken whole,
+    and asking the pipe is worth it only once the message is wholly written."""
     backlog = Backlog()
     backlog.push(b"x" * 100_000)
+    backlog.buffers()
+    backlog.sent(60_000)
+    assert backlog.reclaimable == 0
     backlog.sent(sum(map(len, backlog.buffers())))
     backlog.acknowledge(unread=10)
-    assert backlog.held == 100_001
+    assert backlog.reclaimable == 100_001
     backlog.acknowledge(unread=0)
-    assert backlog.held == 0
+    assert backlog.reclaimable == 0
