@@ -76,21 +76,24 @@ class Backlog:
         return self._out
 
     def _refill(self) -> None:
-        first = self._waiting.popleft()
-        if len(first) == 1 and len(first[0]) >= BATCH_BYTES:
-            unit = first
-            self._out = [memoryview(first[0]), memoryview(NEWLINE)]
+        unit = self._waiting.popleft()
+        if len(unit) == 1 and (len(unit[0]) >= BATCH_BYTES or not self._waiting):
+            # A message alone needs no join; a large one is not even copied to add its LF.
+            message = unit[0]
+            framed = len(message) + 1
+            if framed > BATCH_BYTES:
+                self._out = [memoryview(message), memoryview(NEWLINE)]
+            else:
+                self._out = [memoryview(message + NEWLINE)]
         else:
-            unit = first
-            size = _framed_size(first)
-            while self._waiting and size < BATCH_BYTES:
+            framed = _framed_size(unit)
+            while self._waiting and framed < BATCH_BYTES:
                 group = self._waiting.popleft()
                 unit.extend(group)
-                size += _framed_size(group)
+                framed += _framed_size(group)
             unit.append(b"")
             self._out = [memoryview(NEWLINE.join(unit))]
             unit.pop()
-        framed = _framed_size(unit)
         self.waiting_bytes -= framed - len(unit)
         self._planned += framed
         self._inflight.append((self._planned, unit))

@@ -218,9 +218,12 @@ class Writer:
         """Write what the pipe takes now; call with the lock held and a reader connected."""
         backlog = self._backlog
         before = backlog.waiting_bytes
-        while backlog.pending and not self._gone:
+        while not self._gone:
+            buffers = backlog.buffers()
+            if not buffers:
+                break
             try:
-                count = os.writev(self._fd, backlog.buffers())
+                count = os.writev(self._fd, buffers)
             except BlockingIOError:
                 break
             except BrokenPipeError:
