@@ -74,7 +74,7 @@ class Decoder:
         return self._pending
 
     def feed(self, data: bytes | bytearray) -> list[bytes]:
-        return self._scan(data, len(data))
+        return self._scan(data, memoryview(data), len(data))
 
     def get_buffer(self) -> memoryview:
         """Where the next read should land; valid until buffer_updated() or the next call."""
@@ -90,7 +90,7 @@ class Decoder:
     def buffer_updated(self, count: int) -> list[bytes]:
         """`count` bytes were read into the last get_buffer(): return the messages they end."""
         if self._export is None:
-            return self._scan(self._read_buffer, count)
+            return self._scan(self._read_buffer, self._read_view, count)
         self._release()
         assert self._held is not None
         start = self._pending
@@ -103,7 +103,7 @@ class Decoder:
             return []
         self._grow(end - start)
         messages = self._complete()
-        messages.extend(self._scan(rest, len(rest)))
+        messages.extend(self._scan(rest, memoryview(rest), len(rest)))
         return messages
 
     def close(self) -> None:
@@ -112,8 +112,8 @@ class Decoder:
         if self._pending or self._skipping:
             self._drop("oversized" if self._skipping else "tail")
 
-    def _scan(self, data: bytes | bytearray, size: int) -> list[bytes]:
-        view = memoryview(data)
+    def _scan(self, data: bytes | bytearray, view: memoryview, size: int) -> list[bytes]:
+        """Frame the first `size` bytes of `data`; `view` is a memoryview of it, to slice."""
         end = data.find(LF, 0, size)
         if end < 0:
             self._hold(view[:size])

@@ -154,10 +154,10 @@ class _PipeServer:
 
     def _dispatch(self, messages: list[bytes]) -> None:
         handler = self.handle_message  # type: ignore[attr-defined]
-        writer = self._writer
-        corked = writer is not None and len(messages) > 1
-        if writer is not None and corked:
-            writer.cork()
+        # The replies to the messages of one read are collected and written together.
+        batch = self._writer if len(messages) > 1 else None
+        if batch is not None:
+            batch.cork()
         try:
             for message in messages:
                 try:
@@ -165,8 +165,8 @@ class _PipeServer:
                 except Exception as error:
                     self._handler_failed(message, error)
         finally:
-            if writer is not None and corked:
-                writer.uncork()
+            if batch is not None:
+                batch.uncork()
 
     def _handler_failed(self, message: bytes, error: Exception) -> None:
         self.stats.handler_errors += 1
