@@ -80,8 +80,9 @@ class Decoder:
         """Where the next read should land; valid until buffer_updated() or the next call."""
         if self._export is not None:
             self._release()
-        if not self._capacity:
+        if not self._capacity and (self._skipping or self._expected < self._in_place_from):
             return self._read_view
+        # In place: the long message under way, or, after a long one, the next from its start.
         self._reserve(self._pending + 1, self._pending)
         assert self._held is not None
         self._export = self._held.getbuffer()
