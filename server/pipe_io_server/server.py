@@ -63,6 +63,9 @@ class _PipeServer:
             else None
         )
         self._reader: Reader | None = None
+        # The message whose handler runs: framed by the decoder, so it holds no LF, and
+        # send_message() need not scan it again (a forwarded message is scanned once).
+        self._in_hand: bytes | None = None
         self._fifos: list[Fifo] = []
         self._state = "new"
         self._state_lock = threading.Lock()
@@ -160,11 +163,13 @@ class _PipeServer:
             batch.cork()
         try:
             for message in messages:
+                self._in_hand = message
                 try:
                     handler(message)
                 except Exception as error:
                     self._handler_failed(message, error)
         finally:
+            self._in_hand = None
             if batch is not None:
                 batch.uncork()
 
@@ -262,7 +267,7 @@ class PipeWriterServer(_PipeServer):
         stays over max_backlog bytes for send_timeout seconds, RuntimeError once stopped.
         """
         assert self._writer is not None
-        if type(message) is not bytes or LF in message:
+        if type(message) is not bytes or (message is not self._in_hand and LF in message):
             message = encode(message)  # converts it, or refuses its newline
         self._writer.send(message)
 

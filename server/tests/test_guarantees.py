@@ -308,6 +308,27 @@ def test_send_message_refuses_newlines(echo: EchoServer) -> None:
     assert stat.S_ISFIFO(os.stat(echo.out_pipe).st_mode)
 
 
+def test_a_handler_cannot_send_a_newline_whatever_it_received(pipes: tuple[str, str]) -> None:
+    """The received message is sent on unscanned; anything made from it is still checked."""
+    refused: list[str] = []
+    with PipeIOServer(*pipes) as server:
+
+        def handle(message: bytes) -> None:
+            server.send_message(message)
+            for bad in (message + b"\n", message.replace(b"-", b"\n")):
+                try:
+                    server.send_message(bad)
+                except ValueError as error:
+                    refused.append(str(error))
+
+        server.handle_message = handle  # type: ignore[method-assign]
+        reader = peer("lines", server.out_pipe, "2")
+        finish(peer("send", server.in_pipe, b"one-a\ntwo-b\n".hex()))
+        lines = [bytes.fromhex(line) for line in finish(reader).decode().split()]
+    assert lines == [b"one-a", b"two-b"]
+    assert len(refused) == 4 and all("newline" in text for text in refused)
+
+
 def test_writer_that_comes_and_goes_while_the_server_reopens(pull: PipeIOServer) -> None:
     """A tail written in the instant the server reopens in_pipe is still dropped, not glued."""
     reader = pull._reader
