@@ -28,7 +28,7 @@ class Reader:
         stats: Stats,
         max_message_size: int | None,
         dispatch: Callable[[list[bytes]], None],
-        after_read: Callable[[], None],
+        before_read: Callable[[], None],
     ) -> None:
         self.fifo = fifo
         self._stats = stats
@@ -36,7 +36,7 @@ class Reader:
         # os.read() would allocate and shrink a pipe-sized block on every call.
         self._decoder = Decoder(max_message_size, read_size=PIPE_SIZE)
         self._dispatch = dispatch
-        self._after_read = after_read
+        self._before_read = before_read  # frees what it can before a read allocates
         self._wake_r = self._wake_w = self._fd = -1
         self.thread = threading.Thread(target=self._run, name="pipe_io_server reader", daemon=True)
 
@@ -73,6 +73,7 @@ class Reader:
                 for fd, _ in poller.poll():
                     if fd == wake:
                         return
+            self._before_read()
             try:
                 count = os.readv(self._fd, (decoder.get_buffer(),))
             except BlockingIOError:
@@ -80,7 +81,6 @@ class Reader:
                 continue
             if count:
                 fresh = False
-                self._after_read()
                 messages = decoder.buffer_updated(count)
                 if decoder.discards:
                     self._report()
