@@ -112,10 +112,8 @@ class Writer:
                 self._push_batch(_drain(self._batch))
             self._backlog.push(message)
             self._stats.sent += 1
-            if self._fd >= 0 and len(message) < DIRECT_WRITE_BYTES:
-                # Write at once from the caller: one thread hop less on every round trip.
-                self._flush()
-            if self._backlog.pending or self._gone:
+            # Write at once from the caller: one thread hop less on every round trip.
+            if self._fd < 0 or len(message) >= DIRECT_WRITE_BYTES or self._flush():
                 self._wake()
 
     def _wait_for_room(self, size: int, limit: int) -> None:
@@ -162,9 +160,7 @@ class Writer:
             batch, self._batch = self._batch, deque()
             self._push_batch(list(batch))
             self._batch_room = self._room()
-            if self._fd >= 0:
-                self._flush()
-            if self._backlog.pending or self._gone:
+            if self._flush() if self._fd >= 0 else self._backlog.pending:
                 self._wake()
 
     def _push_batch(self, batch: list[bytes]) -> None:
@@ -214,14 +210,15 @@ class Writer:
             self._idle = False
             os.write(self._wake_w, b"!")
 
-    def _flush(self) -> None:
-        """Write what the pipe takes now; call with the lock held and a reader connected."""
+    def _flush(self) -> bool:
+        """Write what the pipe takes now; call with the lock held and a reader connected.
+
+        Returns True when bytes are left for the writer thread (a full pipe, a reader gone).
+        """
         backlog = self._backlog
         before = backlog.waiting_bytes
-        while not self._gone:
-            buffers = backlog.buffers()
-            if not buffers:
-                break
+        buffers = backlog.buffers()
+        while buffers and not self._gone:
             try:
                 count = os.writev(self._fd, buffers)
             except BlockingIOError:
@@ -233,8 +230,10 @@ class Writer:
             if backlog.reclaimable > self._capacity:
                 # Bounds the memory held for redelivery to about one pipe's worth.
                 backlog.acknowledge(_unread(self._fd))
-        if self._waiters and (backlog.waiting_bytes != before or not backlog.pending):
+            buffers = backlog.buffers()
+        if self._waiters and (backlog.waiting_bytes != before or not buffers):
             self._changed.notify_all()
+        return bool(buffers) or self._gone
 
     def _run(self) -> None:
         held = -1
