@@ -112,6 +112,7 @@ class Decoder:
         self._release()
         if self._pending or self._skipping:
             self._drop("oversized" if self._skipping else "tail")
+        self._held, self._capacity = None, 0  # nor is a buffer kept ready while idle
 
     def _scan(self, data: bytes | bytearray, view: memoryview, size: int) -> list[bytes]:
         """Frame the first `size` bytes of `data`; `view` is a memoryview of it, to slice."""

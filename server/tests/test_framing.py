@@ -110,6 +110,15 @@ def test_a_large_message_is_read_in_place_and_handed_over_without_a_copy() -> No
     assert held is not None and held.getvalue() is messages[0]
 
 
+def test_end_of_stream_frees_the_buffer_made_ready_for_a_long_message() -> None:
+    decoder = Decoder(read_size=1000)
+    assert decode_in_place(decoder, b"z" * 100_000 + b"\n", []) == [b"z" * 100_000]
+    assert len(decoder.get_buffer()) > 100_000  # the next is expected alike: read in place
+    decoder.close()  # ...but the stream ended: an idle server keeps no such buffer
+    assert decoder._held is None
+    assert len(decoder.get_buffer()) > 100_000  # the expectation itself stays
+
+
 def test_oversized_line_is_not_held_in_memory() -> None:
     decoder = Decoder(max_message_size=10)
     for _ in range(1000):
