@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BUILD := build
-LANGS := bash c java js python
+LANGS := $(notdir $(wildcard server/pipe_io_server/templates/*))
 
 LINT_TARGETS :=
 TEST_TARGETS :=
