@@ -57,10 +57,46 @@ demo: $(STAMP)
 	@echo "echo server on ./demo-in (send) and ./demo-out (receive); Ctrl-C stops it"
 	$(BIN)/pipe-io-server serve demo-in demo-out --verbose
 
+# A client's fragment calls $(eval $(call client-gate,LANG,COMMANDS,HOW TO INSTALL)): when every
+# command is on PATH its lint-LANG and test-LANG join the run; otherwise skip-LANG says what is
+# missing and how to install it, and fails under CI=true, where every toolchain must be present.
+define client-gate
+ifeq ($$(strip $$(foreach tool,$(2),$$(if $$(shell command -v $$(tool) 2>/dev/null),,$$(tool)))),)
+LINT_TARGETS += lint-$(1)
+TEST_TARGETS += test-$(1)
+else
+LINT_TARGETS += skip-$(1)
+endif
+INSTALL_$(1) := $(3)
+NEEDS_$(1) := $(2)
+endef
+
+# `make test` and `make conformance` first install, as root, the toolchains a fragment knows how
+# to (AUTO_INSTALL_LANG); make then reads the makefiles again, so the gates see the result.
+ifneq ($(filter test conformance toolchains,$(MAKECMDGOALS)),)
+-include $(BUILD)/toolchains.mk
+endif
+$(BUILD)/toolchains.mk:
+	@mkdir -p $(@D)
+	@$(foreach lang,$(AUTO_INSTALL_LANGS),\
+	  for tool in $(NEEDS_$(lang)); do command -v $$tool >/dev/null && continue; \
+	    if [ "$$(id -u)" = 0 ]; then echo "installing the $(lang) toolchain: $(AUTO_INSTALL_$(lang))"; \
+	      $(AUTO_INSTALL_$(lang)) >$(BUILD)/toolchain-$(lang).log 2>&1 || \
+	        echo "could not install the $(lang) toolchain (see $(BUILD)/toolchain-$(lang).log)"; fi; \
+	    break; done;) true
+	@echo "# toolchains were looked for; delete this file to look again" > $@
+
+toolchains: $(BUILD)/toolchains.mk
+
+skip-%:
+	@if [ "$${CI:-}" = true ]; then \
+	  echo "$*: needs $(NEEDS_$*), missing in CI; install with: $(INSTALL_$*)"; exit 1; fi
+	@echo "SKIPPED $*: needs $(NEEDS_$*); install with: $(INSTALL_$*)"
+
 -include mk/*.mk
 
 lint: lint-server $(LINT_TARGETS)
 
 test: lint clients-check unit $(TEST_TARGETS)
 
-.PHONY: help venv unit lint lint-server clients clients-check demo test
+.PHONY: help venv unit lint lint-server clients clients-check demo test toolchains
