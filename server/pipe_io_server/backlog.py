@@ -5,16 +5,18 @@ unread in the pipe. From that alone this class knows which messages a reader too
 so a reader that leaves midway costs nothing: every message it did not finish is queued
 again, whole and in order, for the next reader.
 
-Messages travel in groups (what one dispatch batch sent, what one write carried) so that the
-per-message work is done by bytes.join and len in C, not by Python loops.
+Messages travel in units (what one dispatch batch sent, what one write carried), and what is
+in flight is kept as the framed bytes that were written: a departure finds the first message
+not taken whole with one backward search for a newline, and counts messages with
+bytes.count, so its cost grows with the number of units, never with the number of messages.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from itertools import chain
+from typing import NamedTuple
 
-from .framing import NEWLINE
+from .framing import LF, MESSAGE_OVERHEAD, NEWLINE
 
 # Small messages are joined into one write of about this size; larger ones go out as is.
 BATCH_BYTES = 64 * 1024
@@ -24,29 +26,58 @@ class BacklogFull(Exception):
     """send_message() could not queue a message before its timeout: no reader is keeping up."""
 
 
-def _framed_size(messages: list[bytes]) -> int:
-    return sum(map(len, messages)) + len(messages)
+class _Unit(NamedTuple):
+    """Framed bytes handed out for writing: `chunks` joined end with a newline."""
+
+    start: int  # stream offset of its first byte
+    end: int  # stream offset just past its last newline
+    chunks: tuple[bytes, ...]  # one framed blob, or a large message and its newline
+    messages: int  # how many
+
+
+def _cost(payload: int, count: int) -> int:
+    return payload + count * MESSAGE_OVERHEAD
+
+
+def _started(unit: _Unit, skip: int, written: int) -> int:
+    """Messages of `unit`, from `skip` bytes into it, whose first byte is before `written`."""
+    if written >= unit.end:
+        return _count_from(unit, skip)
+    relative = written - unit.start
+    if relative <= skip:
+        return 0
+    if len(unit.chunks) > 1:
+        return 1  # a large message and its newline: one message, partly written
+    blob = unit.chunks[0]
+    return blob.count(NEWLINE, skip, relative) + (blob[relative - 1] != LF)
+
+
+def _count_from(unit: _Unit, skip: int) -> int:
+    return unit.messages if not skip else unit.chunks[0].count(NEWLINE, skip)
 
 
 class Backlog:
     def __init__(self) -> None:
-        self._waiting: deque[list[bytes]] = deque()
-        self.waiting_bytes = 0
-        # (stream offset just past the unit's last newline, its messages), oldest first.
-        self._inflight: deque[tuple[int, list[bytes]]] = deque()
+        self._waiting: deque[list[bytes]] = deque()  # messages not framed yet, in groups
+        # Units that a departed reader did not take whole, framed as they were; they go out
+        # again, in order, before _waiting.
+        self._again: deque[tuple[tuple[bytes, ...], int]] = deque()
+        self.waiting_cost = 0  # of everything not yet handed out: payload + overhead each
+        self._inflight: deque[_Unit] = deque()  # handed out and not known to be taken whole
         self._out: list[memoryview] = []
         self._planned = 0  # stream offset at the end of what was handed out for writing
         self._written = 0  # stream offset written to the current reader's pipe
         self._released = 0  # stream offset at the end of the last unit taken whole
 
     def __len__(self) -> int:
-        groups = chain(self._waiting, (unit for _, unit in self._inflight))
-        return sum(map(len, groups))
+        """Messages held: waiting, or in flight and not known to be taken."""
+        waiting = sum(map(len, self._waiting)) + sum(count for _, count in self._again)
+        return waiting + sum(unit.messages for unit in self._inflight)
 
     @property
     def pending(self) -> bool:
         """True while bytes wait to be written."""
-        return bool(self._out or self._waiting)
+        return bool(self._out or self._again or self._waiting)
 
     @property
     def reclaimable(self) -> int:
@@ -56,47 +87,52 @@ class Backlog:
         pipe (FIONREAD, which waits on the pipe's lock while the reader copies) is wasted.
         """
         inflight = self._inflight
-        if inflight and inflight[0][0] <= self._written:
+        if inflight and inflight[0].end <= self._written:
             return self._planned - self._released
         return 0
 
     def push(self, message: bytes) -> None:
         self._waiting.append([message])
-        self.waiting_bytes += len(message)
+        self.waiting_cost += len(message) + MESSAGE_OVERHEAD
 
     def push_many(self, messages: list[bytes], size: int) -> None:
         """Queue messages whose lengths add up to `size`, keeping them together."""
         self._waiting.append(messages)
-        self.waiting_bytes += size
+        self.waiting_cost += _cost(size, len(messages))
 
     def buffers(self) -> list[memoryview]:
         """The bytes to write next, as buffers for one writev()."""
-        if not self._out and self._waiting:
+        if not self._out and (self._again or self._waiting):
             self._refill()
         return self._out
 
     def _refill(self) -> None:
-        unit = self._waiting.popleft()
+        if self._again:
+            chunks, count = self._again.popleft()
+        else:
+            chunks, count = self._frame(self._waiting.popleft())
+        framed = sum(map(len, chunks))
+        self.waiting_cost -= _cost(framed - count, count)
+        start, self._planned = self._planned, self._planned + framed
+        self._inflight.append(_Unit(start, self._planned, chunks, count))
+        self._out = [memoryview(chunk) for chunk in chunks]
+
+    def _frame(self, unit: list[bytes]) -> tuple[tuple[bytes, ...], int]:
         if len(unit) == 1 and (len(unit[0]) >= BATCH_BYTES or not self._waiting):
             # A message alone needs no join; a large one is not even copied to add its LF.
             message = unit[0]
-            framed = len(message) + 1
-            if framed > BATCH_BYTES:
-                self._out = [memoryview(message), memoryview(NEWLINE)]
-            else:
-                self._out = [memoryview(message + NEWLINE)]
-        else:
-            framed = _framed_size(unit)
-            while self._waiting and framed < BATCH_BYTES:
-                group = self._waiting.popleft()
-                unit.extend(group)
-                framed += _framed_size(group)
-            unit.append(b"")
-            self._out = [memoryview(NEWLINE.join(unit))]
-            unit.pop()
-        self.waiting_bytes -= framed - len(unit)
-        self._planned += framed
-        self._inflight.append((self._planned, unit))
+            if len(message) >= BATCH_BYTES:
+                return (message, NEWLINE), 1
+            return (message + NEWLINE,), 1
+        framed = sum(map(len, unit)) + len(unit)
+        while self._waiting and framed < BATCH_BYTES:
+            group = self._waiting.popleft()
+            unit.extend(group)
+            framed += sum(map(len, group)) + len(group)
+        unit.append(b"")
+        blob = NEWLINE.join(unit)
+        unit.pop()
+        return (blob,), len(unit)
 
     def sent(self, count: int) -> None:
         """Record that the first `count` bytes of buffers() reached the pipe."""
@@ -110,11 +146,11 @@ class Backlog:
             self._out.pop(0)
 
     def acknowledge(self, unread: int) -> None:
-        """Forget the messages the reader has taken, given the bytes still unread in the pipe."""
+        """Forget the units the reader has taken, given the bytes still unread in the pipe."""
         taken = self._written - unread
         inflight = self._inflight
-        while inflight and inflight[0][0] <= taken:
-            self._released = inflight.popleft()[0]
+        while inflight and inflight[0].end <= taken:
+            self._released = inflight.popleft().end
 
     def rewind(self, unread: int) -> int:
         """The reader left: queue every message it did not take whole again, in order.
@@ -123,18 +159,19 @@ class Backlog:
         """
         self.acknowledge(unread)
         taken = self._written - unread
-        again: list[bytes] = []
         redelivered = 0
-        for end, unit in self._inflight:
-            offset = end - _framed_size(unit)
-            for message in unit:
-                start, offset = offset, offset + len(message) + 1
-                if offset > taken:
-                    again.append(message)
-                    redelivered += start < self._written
-        if again:
-            self._waiting.appendleft(again)
-            self.waiting_bytes += sum(map(len, again))
+        again = []
+        for number, unit in enumerate(self._inflight):
+            skip = 0
+            if number == 0 and taken > unit.start and len(unit.chunks) == 1:
+                # From the first byte of the message that holds `taken`: it was not taken whole.
+                skip = unit.chunks[0].rfind(NEWLINE, 0, taken - unit.start) + 1
+            chunks = (unit.chunks[0][skip:],) if skip else unit.chunks
+            count = _count_from(unit, skip)
+            again.append((chunks, count))
+            self.waiting_cost += _cost(sum(map(len, chunks)) - count, count)
+            redelivered += _started(unit, skip, self._written)
+        self._again.extendleft(reversed(again))  # before units an earlier departure queued
         self._inflight.clear()
         self._out = []
         self._planned = self._written = self._released = 0
@@ -142,13 +179,11 @@ class Backlog:
 
     def clear(self) -> int:
         """Drop everything not yet written; returns how many messages were dropped."""
-        dropped = sum(map(len, self._waiting))
-        for end, unit in self._inflight:
-            offset = end - _framed_size(unit)
-            for message in unit:
-                dropped += offset >= self._written
-                offset += len(message) + 1
+        dropped = sum(map(len, self._waiting)) + sum(count for _, count in self._again)
+        dropped += sum(unit.messages - _started(unit, 0, self._written) for unit in self._inflight)
         self._waiting.clear()
-        self.waiting_bytes = 0
+        self._again.clear()
+        self.waiting_cost = 0
+        self._inflight.clear()
         self._out = []
         return dropped

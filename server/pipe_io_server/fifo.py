@@ -1,4 +1,4 @@
-"""FIFO paths: create, check and remove them safely, and reopen them by inode.
+"""FIFO paths: create, check, reuse and remove them safely, and reopen them by inode.
 
 A Fifo holds an O_PATH descriptor taken with O_NOFOLLOW and checked with fstat, so no
 later open can be diverted through a symlink or a swapped path, and the pipe can still be
@@ -10,8 +10,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import itertools
 import os
+import pwd
 import stat
+import threading
 
 # Pipes are grown to this size where the system allows, so large messages cross in fewer
 # wake-ups; PIPE_BUF, the atomic write size, does not change with it.
@@ -28,6 +31,7 @@ _KINDS = {
     stat.S_IFCHR: "a character device",
     stat.S_IFBLK: "a block device",
 }
+_renewals = itertools.count()
 
 
 def _kind(mode: int) -> str:
@@ -38,49 +42,100 @@ def _not_a_fifo(path: str, mode: int, action: str) -> FileExistsError:
     return FileExistsError(errno.EEXIST, f"{_kind(mode)} is in the way, not a FIFO; {action}", path)
 
 
+def _owner(uid: int) -> str:
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
 def _grown(fd: int) -> int:
     with contextlib.suppress(OSError):  # EPERM past the user's pipe quota: keep the default
         fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
     return fd
 
 
+def _mkfifo(path: str) -> None:
+    try:
+        os.mkfifo(path, 0o600)
+    except OSError as error:
+        # mkfifo's own error names no path; a user needs to know which one and why.
+        folder = os.path.dirname(path) or "."
+        cause = error.strerror or str(error)
+        if isinstance(error, FileNotFoundError):
+            cause += f" (the folder {folder} does not exist)"
+        raise type(error)(error.errno, f"cannot create the FIFO: {cause}", path) from None
+
+
 class Fifo:
-    def __init__(self, path: str, *, managed: bool, permissions: int = 0o600) -> None:
-        """Create the FIFO (managed) or check the one at path (not managed)."""
-        self.path = path
+    def __init__(
+        self, path: str, *, managed: bool, permissions: int = 0o600, inbound: bool = False
+    ) -> None:
+        """Create or reuse the FIFO (managed), or check the one at path (not managed).
+
+        The path is made absolute here, so a later chdir() cannot lose the FIFO. An inbound
+        FIFO (in_pipe) that some server already reads is refused.
+        """
+        self.path = os.path.abspath(path)
         self.managed = managed
-        if managed:
-            self._make(permissions)
-        self._fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        self._permissions = permissions
+        self._lock = threading.Lock()  # renew() against close()
+        self._fd = -1
+        self._fd = self._claim() if managed else self._open_path(self.path)
         try:
-            self._stat = os.fstat(self._fd)
-            if not stat.S_ISFIFO(self._stat.st_mode):
-                raise _not_a_fifo(path, self._stat.st_mode, "refusing to use it")
-            if managed:
-                # chmod through the descriptor: exact mode whatever the umask, on this very inode.
-                os.chmod(self._proc_path, permissions)
+            self.stat = os.fstat(self._fd)
+            if inbound:
+                self._refuse_if_served()
         except BaseException:
             os.close(self._fd)
             raise
 
-    def _make(self, permissions: int) -> None:
+    def _claim(self) -> int:
+        """A FIFO of ours at the path is reused, so a client already waiting in open() on it
+        is served; anything else in the way is refused and left untouched."""
         try:
-            mode = os.lstat(self.path).st_mode
+            found = os.lstat(self.path)
         except FileNotFoundError:
-            pass
+            _mkfifo(self.path)
         else:
-            if not stat.S_ISFIFO(mode):
-                raise _not_a_fifo(self.path, mode, "remove it or choose another path")
-            os.unlink(self.path)
+            if not stat.S_ISFIFO(found.st_mode):
+                raise _not_a_fifo(self.path, found.st_mode, "remove it or choose another path")
+            if found.st_uid != os.geteuid():
+                raise PermissionError(
+                    errno.EPERM,
+                    f"the FIFO there belongs to {_owner(found.st_uid)}; refusing to take it over",
+                    self.path,
+                )
+        fd = self._open_path(self.path)
         try:
-            os.mkfifo(self.path, permissions)
+            # chmod through the descriptor: exact mode whatever the umask, on this very inode.
+            os.chmod(f"/proc/self/fd/{fd}", self._permissions)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _open_path(self, path: str) -> int:
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISFIFO(mode):
+            os.close(fd)
+            raise _not_a_fifo(path, mode, "refusing to use it")
+        return fd
+
+    def _refuse_if_served(self) -> None:
+        """Only a server reads the FIFO clients write: a non-blocking write-open finds one.
+
+        (Not for out_pipe: there a reader is a client, which such an open would let in.)
+        """
+        try:
+            probe = os.open(self._proc_path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as error:
-            # mkfifo's own error names no path; a user needs to know which one and why.
-            folder = os.path.dirname(self.path) or "."
-            cause = error.strerror or str(error)
-            if isinstance(error, FileNotFoundError):
-                cause += f" (the folder {folder} does not exist)"
-            raise type(error)(error.errno, f"cannot create the FIFO: {cause}", self.path) from None
+            if error.errno == errno.ENXIO:
+                return  # no reader: at most a stale FIFO of a server that died
+            raise
+        os.close(probe)
+        raise FileExistsError(errno.EEXIST, "another server is serving this FIFO", self.path)
 
     @property
     def _proc_path(self) -> str:
@@ -94,17 +149,57 @@ class Fifo:
         """A write end; blocks until some reader has the FIFO open."""
         return _grown(os.open(self._proc_path, os.O_WRONLY | os.O_CLOEXEC))
 
+    def renew(self) -> bool:
+        """Put a fresh FIFO at the path, keeping the current one for whoever has it open.
+
+        Called when a reader connects: a reader that opens the path later gets the new FIFO
+        and waits there for its turn, and can never reach what the current reader leaves
+        behind. False when the path no longer names our FIFO (someone replaced or removed it)
+        or the fresh one cannot be made; the session then shares the pipe, as unmanaged ones do.
+        """
+        folder, name = os.path.split(self.path)
+        fresh = os.path.join(folder, f".{name}.{os.getpid()}.{next(_renewals)}")
+        with self._lock:
+            if self._fd < 0 or not self._names_ours():
+                return False
+            try:
+                os.mkfifo(fresh, 0o600)
+                fd = self._open_path(fresh)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.unlink(fresh)
+                return False
+            try:
+                os.chmod(f"/proc/self/fd/{fd}", self._permissions)
+                os.rename(fresh, self.path)
+            except OSError:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(fresh)
+                return False
+            os.close(self._fd)
+            self._fd, self.stat = fd, os.fstat(fd)
+            return True
+
+    def release_waiting_readers(self) -> None:
+        """A reader blocked in open() for reading gets in, then sees end of file at once."""
+        with contextlib.suppress(OSError):
+            os.close(os.open(self._proc_path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+
+    def _names_ours(self) -> bool:
+        try:
+            now = os.lstat(self.path)
+        except FileNotFoundError:
+            return False
+        return (now.st_dev, now.st_ino) == (self.stat.st_dev, self.stat.st_ino)
+
     def close(self) -> None:
         """Release the FIFO; a managed one is unlinked if its path still names it."""
-        if self._fd < 0:
-            return
-        if self.managed:
-            try:
-                now = os.lstat(self.path)
-            except FileNotFoundError:
-                pass
-            else:
-                if (now.st_dev, now.st_ino) == (self._stat.st_dev, self._stat.st_ino):
+        with self._lock:
+            if self._fd < 0:
+                return
+            if self.managed and self._names_ours():
+                with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.path)
-        os.close(self._fd)
-        self._fd = -1
+            os.close(self._fd)
+            self._fd = -1

@@ -15,15 +15,25 @@ PROTOCOL_VERSION = "2"
 NEWLINE = b"\n"
 LF = 0x0A  # `LF in data` is a bare memchr; `NEWLINE in data` costs ten times more
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+# What a queued message costs beyond its payload (the object, its slot in a queue), charged
+# by every limit that counts bytes, so that a flood of empty messages fills it too.
+MESSAGE_OVERHEAD = 64
 PIPE_BUF: int = getattr(select, "PIPE_BUF", 4096)
 
-Message = Union[bytes, str]
+Message = Union[bytes, bytearray, memoryview, str]
 
 
 def encode(message: Message) -> bytes:
     """Check one outgoing message and return its payload bytes (the newline is added later)."""
     if type(message) is not bytes:  # bytes, the common case, costs one check and one memchr
-        message = message.encode("utf-8") if isinstance(message, str) else bytes(message)
+        if isinstance(message, str):
+            message = message.encode("utf-8")
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            message = bytes(message)  # a copy: the caller may change its buffer afterwards
+        else:
+            raise TypeError(
+                f"a message is bytes, bytearray, memoryview or str, not {type(message).__name__}"
+            )
     if LF in message:
         raise ValueError("a message cannot contain a newline (0x0A): it is the delimiter")
     return message
@@ -112,7 +122,8 @@ class Decoder:
         self._release()
         if self._pending or self._skipping:
             self._drop("oversized" if self._skipping else "tail")
-        self._held, self._capacity = None, 0  # nor is a buffer kept ready while idle
+        # Nor is a buffer kept ready while idle, nor sized for the next stream from this one.
+        self._held, self._capacity, self._expected = None, 0, 0
 
     def _scan(self, data: bytes | bytearray, view: memoryview, size: int) -> list[bytes]:
         """Frame the first `size` bytes of `data`; `view` is a memoryview of it, to slice."""

@@ -14,11 +14,17 @@ import select
 import threading
 from typing import Callable
 
-from .fifo import PIPE_SIZE, Fifo
+from . import resources
+from .fifo import Fifo
 from .framing import Decoder, Discard
 from .stats import Stats
 
 log = logging.getLogger("pipe_io_server")
+
+# One read takes at most this much: it bounds the messages one dispatch holds at once (a read
+# of empty messages is that many objects), while a long message is read in place whatever
+# its size.
+READ_SIZE = 64 * 1024
 
 
 class Reader:
@@ -27,16 +33,19 @@ class Reader:
         fifo: Fifo,
         stats: Stats,
         max_message_size: int | None,
+        *,
         dispatch: Callable[[list[bytes]], None],
         before_read: Callable[[], None],
+        on_failure: Callable[[str, BaseException], None],
     ) -> None:
         self.fifo = fifo
         self._stats = stats
-        # Reads land in the decoder's buffers (a reused one, or a long message itself):
-        # os.read() would allocate and shrink a pipe-sized block on every call.
-        self._decoder = Decoder(max_message_size, read_size=PIPE_SIZE)
+        self._decoder = Decoder(max_message_size, read_size=READ_SIZE)
         self._dispatch = dispatch
         self._before_read = before_read  # frees what it can before a read allocates
+        self._on_failure = on_failure
+        self._stopped = threading.Event()  # interrupts the waits of a shortage
+        self._wake_lock = threading.Lock()  # stop() writes to the wake-up pipe; _run closes it
         self._wake_r = self._wake_w = self._fd = -1
         self.thread = threading.Thread(target=self._run, name="pipe_io_server reader", daemon=True)
 
@@ -47,17 +56,24 @@ class Reader:
         self.thread.start()
 
     def stop(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._wake_w, b"!")
+        self._stopped.set()
+        with self._wake_lock:
+            if self._wake_w >= 0:
+                with contextlib.suppress(BlockingIOError):
+                    os.write(self._wake_w, b"!")
 
     def _run(self) -> None:
         try:
             self._read_and_dispatch()
+        except BaseException as error:
+            self._on_failure("the reader thread", error)
         finally:
-            os.close(self._fd)
-        # Only stop() ends the loop, after its one wake-up write: the pipe is free to close.
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+            with contextlib.suppress(OSError):  # EBADF if something closed it under us
+                os.close(self._fd)
+            with self._wake_lock:
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                self._wake_r = self._wake_w = -1
 
     def _read_and_dispatch(self) -> None:
         poller = select.poll()
@@ -70,9 +86,12 @@ class Reader:
         wake = self._wake_r
         while True:
             if not probing:
-                for fd, _ in poller.poll():
-                    if fd == wake:
-                        return
+                ready = poller.poll(resources.quiet_ms())
+                if not ready:
+                    resources.trim()  # quiet after much traffic
+                    continue
+                if any(fd == wake for fd, _ in ready):
+                    return
             self._before_read()
             try:
                 count = os.readv(self._fd, (decoder.get_buffer(),))
@@ -87,25 +106,59 @@ class Reader:
                 if messages:
                     self._stats.received += len(messages)
                     self._dispatch(messages)
+                    del messages  # an idle reader holds no message
+                resources.note(count)
             elif probing and fresh:
                 probing = False  # no writer since the reopen: end of file means nothing
             else:
                 decoder.close()
                 self._report()
                 poller.unregister(self._fd)
-                self._reopen()
+                if not self._reopen():
+                    return
                 poller.register(self._fd, select.POLLIN)
                 probing = fresh = True
 
-    def _reopen(self) -> None:
+    def _reopen(self) -> bool:
         """Every writer left. A fresh descriptor stops poll() reporting the old hang-up.
 
         The new one is opened before the old one is closed, so there is never an instant
-        without a reader, when a client's open() would block or its write() fail.
+        without a reader, when a client's open() would block or its write() fail. Out of
+        descriptors, the old one serves on (a writer that comes is read through it) while
+        the reopen is retried; False if stop() came meanwhile.
         """
-        old, self._fd = self._fd, self.fifo.open_read()
-        os.close(old)
-        log.debug("all writers left %s", self.fifo.path)
+        shortage = resources.Shortage(f"cannot reopen {self.fifo.path}", self._stopped)
+        while True:
+            try:
+                fresh = self.fifo.open_read()
+            except OSError as error:
+                if not shortage.wait(error):
+                    return False
+                self._read_while_short()
+                continue
+            shortage.over()
+            old, self._fd = self._fd, fresh
+            os.close(old)
+            log.debug("all writers left %s", self.fifo.path)
+            return True
+
+    def _read_while_short(self) -> None:
+        """Between two tries of a reopen: whatever a new writer sent, through the old end."""
+        decoder = self._decoder
+        while True:
+            try:
+                count = os.readv(self._fd, (decoder.get_buffer(),))
+            except BlockingIOError:
+                return
+            if not count:
+                decoder.close()  # that writer left too: its tail is dead
+                self._report()
+                return
+            messages = decoder.buffer_updated(count)
+            self._report()
+            if messages:
+                self._stats.received += len(messages)
+                self._dispatch(messages)
 
     def _report(self) -> None:
         for discard in self._decoder.discards:

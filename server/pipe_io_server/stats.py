@@ -14,3 +14,7 @@ class Stats:
     oversized_discarded: int = 0  # incoming messages longer than max_message_size
     handler_errors: int = 0  # exceptions raised by handle_message
     dropped_at_stop: int = 0  # outbound messages never written because the server stopped
+    unhandled_at_stop: int = 0  # messages read from in_pipe, not handled because stop() came
+    # Why the server stopped itself: what a server thread could not handle (a BaseException
+    # from handle_message, an internal error). None while running and after a plain stop().
+    error: str | None = None

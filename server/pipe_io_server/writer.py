@@ -1,13 +1,27 @@
-"""The out_pipe side: a thread that waits for readers and writes the backlog to them.
+"""The out_pipe side: a thread that serves one reader at a time, and the sends that feed it.
 
-The server never holds a read end of out_pipe. So when the reader leaves, the pipe's
-unread bytes are ours to count (FIONREAD) and to discard with the pipe, and every
-message the reader did not take whole is written again to the next reader.
+Sessions. The thread waits for a reader in a blocking open() of out_pipe. When one arrives,
+a managed FIFO is renewed: a fresh FIFO is renamed over the path, so the reader in session
+has its pipe to itself and a reader that opens the path later waits in open() on the fresh
+one for its turn. The server never holds a read end of out_pipe, so when the reader leaves
+(no reader left: POLLERR on our write end), the bytes still unread in the pipe (FIONREAD)
+tell which messages it took whole; the others are queued again for the next reader, and
+closing our end discards the pipe with whatever was left in it. A FIFO that cannot be
+renewed (an unmanaged one) is shared by its sessions: the write end is kept across readers
+and the leftovers are drained, with the race PROTOCOL.md describes.
+
+Sending. Any thread may send; a message is charged its payload plus MESSAGE_OVERHEAD against
+max_backlog, and written at once from the caller when a reader is connected and the pipe
+takes it (one thread hop less per round trip); otherwise the writer thread writes it.
+
+Batching. While the reader thread dispatches the messages of one read, its sends collect
+without the lock and reach the backlog together: one lock and one write per batch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -18,9 +32,12 @@ import termios
 import threading
 import time
 from collections import deque
+from typing import Callable
 
+from . import resources
 from .backlog import Backlog, BacklogFull
 from .fifo import F_GETPIPE_SZ, PIPE_SIZE, Fifo
+from .framing import MESSAGE_OVERHEAD
 from .stats import Stats
 
 log = logging.getLogger("pipe_io_server")
@@ -32,8 +49,15 @@ PRUNE_BYTES = 256 * 1024
 # A larger message is left to the writer thread, so that the caller (often the reader thread)
 # goes back to reading while it is written: on a pipe the two copies then overlap.
 DIRECT_WRITE_BYTES = 64 * 1024
+# While idle with large messages still held for redelivery, how often to ask the pipe whether
+# the reader has taken them (doubling up to a second), so that an idle server holds none.
+RECLAIM_POLL_MS = 20
 _GONE = select.POLLERR | select.POLLHUP | select.POLLNVAL
 _get_ident = threading.get_ident  # a global, not a module attribute: looked up per send
+
+
+class ServerStopped(RuntimeError):
+    """send_message() after stop(): the message was not queued."""
 
 
 def _drain(batch: deque[bytes]) -> list[bytes]:
@@ -57,71 +81,87 @@ def _unread(fd: int) -> int:
 
 class Writer:
     def __init__(
-        self, path: str, stats: Stats, max_backlog: int | None, send_timeout: float | None
+        self,
+        path: str,
+        stats: Stats,
+        max_backlog: int | None,
+        send_timeout: float | None,
+        on_failure: Callable[[str, BaseException], None],
     ) -> None:
         self.path = path
         self._stats = stats
         self._max_backlog = max_backlog
         self._send_timeout = send_timeout
+        self._on_failure = on_failure
         self._backlog = Backlog()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # backlog shrank, or stopping
         self._waiters = 0  # threads in _wait_for_change()
         self._fifo: Fifo | None = None
-        self._fd = -1
+        self._fd = -1  # the write end of the session in progress, -1 between sessions
+        self._held = -1  # a shared FIFO's write end, kept across its sessions
         self._capacity = 0
         self._gone = False
         self._idle = False
+        self._waiting_for_reader = False
         # While the reader thread dispatches the messages of one read, its sends collect here,
         # without the lock, and reach the backlog together: one lock and one write per batch.
         # A deque, whose append and popleft are atomic, so that another thread's send can move
         # the batch ahead of its own message without the owner taking a lock per message.
         self._batch_owner: int | None = None
         self._batch: deque[bytes] = deque()
-        self._batch_bytes = 0  # the owner's running estimate; only it resets the count
-        # What the batch may hold before max_backlog is reached, read once per batch instead of
+        self._batch_cost = 0  # the owner's running sum; only it resets the count
+        # What the batch may cost before max_backlog is reached, read once per batch instead of
         # once per message; -1 once stopping, so that every send takes the checked path.
         self._batch_room = -1
         self._stopping = False
+        self._stopped = threading.Event()  # interrupts the waits of a shortage
         self._wake_r = self._wake_w = -1
+        # Kept to be given up: stop() must open a read end to meet a thread blocked in open(),
+        # even when the process has run out of descriptors.
+        self._spare = -1
         self.thread = threading.Thread(target=self._run, name="pipe_io_server writer", daemon=True)
 
     def start(self, fifo: Fifo) -> None:
         self._fifo = fifo
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._spare = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.thread.start()
+
+    # -- Sending (any thread) ---------------------------------------------------------------
 
     def send(self, message: bytes) -> None:
         if self._batch_owner == _get_ident():
-            size = self._batch_bytes + len(message)
-            if size <= self._batch_room:
+            cost = self._batch_cost + len(message) + MESSAGE_OVERHEAD
+            if cost <= self._batch_room:
                 self._batch.append(message)
-                self._batch_bytes = size
-                if size >= BATCH_FLUSH_BYTES:
+                self._batch_cost = cost
+                if cost >= BATCH_FLUSH_BYTES:
                     self._release_batch()
                 return
             self._release_batch()
         with self._lock:
             limit = self._max_backlog
-            if limit is not None and self._backlog.waiting_bytes + len(message) > limit:
-                self._wait_for_room(len(message), limit)
+            cost = len(message) + MESSAGE_OVERHEAD
+            if limit is not None and self._backlog.waiting_cost + cost > limit:
+                self._wait_for_room(cost, limit)
             if self._stopping:
-                raise RuntimeError("the server is stopped: message not sent")
+                self._stats.dropped_at_stop += 1
+                raise ServerStopped("the server is stopped: message not sent")
             if self._batch:
                 # Replies batched before this send was called must leave before it.
                 self._push_batch(_drain(self._batch))
             self._backlog.push(message)
             self._stats.sent += 1
-            # Write at once from the caller: one thread hop less on every round trip.
             if self._fd < 0 or len(message) >= DIRECT_WRITE_BYTES or self._flush():
                 self._wake()
 
-    def _wait_for_room(self, size: int, limit: int) -> None:
+    def _wait_for_room(self, cost: int, limit: int) -> None:
         deadline = None if self._send_timeout is None else time.monotonic() + self._send_timeout
         while (
             not self._stopping
-            and self._backlog.waiting_bytes
-            and self._backlog.waiting_bytes + size > limit
+            and self._backlog.waiting_cost
+            and self._backlog.waiting_cost + cost > limit
         ):
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -139,8 +179,34 @@ class Writer:
         finally:
             self._waiters -= 1
 
+    def flush(self, timeout: float | None) -> bool:
+        """Wait until every queued byte is in the pipe; False if the timeout came first."""
+        if self._batch_owner == _get_ident():
+            self._release_batch()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._backlog.pending and not self._stopping:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._wait_for_change(remaining)
+            return not self._backlog.pending
+
+    def prune(self) -> None:
+        """Forget the large messages a reader has already taken, without waiting to write."""
+        if self._backlog.reclaimable >= PRUNE_BYTES:
+            with self._lock:
+                self._acknowledge()
+
+    def _acknowledge(self) -> None:
+        """Forget what the reader has taken (lock held, a reader connected)."""
+        if self._fd >= 0:
+            self._backlog.acknowledge(_unread(self._fd))
+
+    # -- Batching (the reader thread, while it dispatches the messages of one read) ---------
+
     def cork(self) -> None:
-        """Collect this thread's sends until uncork() (the reader dispatches a batch)."""
+        """Collect this thread's sends until uncork()."""
         self._batch_room = self._room()
         self._batch_owner = _get_ident()
 
@@ -152,10 +218,10 @@ class Writer:
         if self._stopping:
             return -1
         limit = self._max_backlog
-        return sys.maxsize if limit is None else limit - self._backlog.waiting_bytes
+        return sys.maxsize if limit is None else limit - self._backlog.waiting_cost
 
     def _release_batch(self) -> None:
-        self._batch_bytes = 0
+        self._batch_cost = 0
         with self._lock:
             batch, self._batch = self._batch, deque()
             self._push_batch(list(batch))
@@ -170,40 +236,7 @@ class Writer:
             self._backlog.push_many(batch, sum(map(len, batch)))
             self._stats.sent += len(batch)
 
-    def prune(self) -> None:
-        """Forget the large messages a reader has already taken, without waiting to write."""
-        if self._backlog.reclaimable >= PRUNE_BYTES:
-            with self._lock:
-                if self._fd >= 0:
-                    self._backlog.acknowledge(_unread(self._fd))
-
-    def flush(self, timeout: float | None) -> bool:
-        """Wait until every queued byte is in the pipe; False if the timeout came first."""
-        if self._batch_owner == _get_ident():
-            self._release_batch()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            while self._backlog.pending and not self._stopping:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._wait_for_change(remaining)
-            return not self._backlog.pending
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopping = True
-            self._batch_room = -1
-            self._changed.notify_all()
-            if self._wake_w >= 0:
-                # Unconditionally: the thread may be waiting for POLLOUT on a full pipe.
-                with contextlib.suppress(BlockingIOError):
-                    os.write(self._wake_w, b"!")
-
-    def unblock_open(self) -> int:
-        """Meet a writer thread blocked in open(); the caller closes the returned descriptor."""
-        assert self._fifo is not None
-        return self._fifo.open_read()
+    # -- Writing (the caller or the writer thread, lock held, a reader connected) -----------
 
     def _wake(self) -> None:
         if self._idle:
@@ -211,12 +244,9 @@ class Writer:
             os.write(self._wake_w, b"!")
 
     def _flush(self) -> bool:
-        """Write what the pipe takes now; call with the lock held and a reader connected.
-
-        Returns True when bytes are left for the writer thread (a full pipe, a reader gone).
-        """
+        """Write what the pipe takes now; True when bytes are left for the writer thread."""
         backlog = self._backlog
-        before = backlog.waiting_bytes
+        before = backlog.waiting_cost
         buffers = backlog.buffers()
         while buffers and not self._gone:
             try:
@@ -227,102 +257,140 @@ class Writer:
                 self._gone = True
                 break
             backlog.sent(count)
+            resources.note(count)
             if backlog.reclaimable > self._capacity:
                 # Bounds the memory held for redelivery to about one pipe's worth.
-                backlog.acknowledge(_unread(self._fd))
+                self._acknowledge()
             buffers = backlog.buffers()
-        if self._waiters and (backlog.waiting_bytes != before or not buffers):
+        if self._waiters and (backlog.waiting_cost != before or not buffers):
             self._changed.notify_all()
         return bool(buffers) or self._gone
 
+    # -- Sessions (the writer thread) -------------------------------------------------------
+
     def _run(self) -> None:
-        held = -1
         try:
-            held = self._connect_and_serve()
+            self._sessions()
+        except BaseException as error:
+            self._on_failure("the writer thread", error)
         finally:
             with self._lock:
                 dropped = self._backlog.clear()
                 if dropped:
                     self._stats.dropped_at_stop += dropped
                     log.warning("%d outbound messages were not delivered before stop", dropped)
-                self._fd = -1
+                for fd in {self._fd, self._held, self._spare} - {-1}:
+                    os.close(fd)
+                self._fd = self._held = self._spare = -1
                 if self._stopping:  # stop() wrote its wake-up under this lock: none will follow
                     os.close(self._wake_r)
                     os.close(self._wake_w)
                     self._wake_r = self._wake_w = -1
-            if held >= 0:
-                os.close(held)
 
-    def _connect_and_serve(self) -> int:
-        """Serve reader after reader; returns the write end still held when stopping.
-
-        The first write end is kept across readers. While it is open the pipe exists, so a
-        reader that opens between two sessions joins an empty pipe that has a writer: it
-        never meets end of file or a previous reader's leftovers. The blocking open of a
-        second write end is only how the thread waits for that reader to arrive.
-        """
+    def _sessions(self) -> None:
         assert self._fifo is not None
         poller = select.poll()
         poller.register(self._wake_r, select.POLLIN)
-        held = -1
+        while True:
+            fd = self._wait_for_reader()
+            if fd < 0:
+                return
+            if self._held >= 0:
+                os.close(fd)  # the shared write end carries on; this one only waited
+                fd = self._held
+            # Renewed before a single byte is written: a reader that reached this pipe by path
+            # before the renewal can only have found it empty, and takes over the session.
+            private = self._fifo.managed and self._fifo.renew()
+            if not private:
+                self._held = fd
+            os.set_blocking(fd, False)  # before a caller's send can write to it
+            with self._lock:
+                self._fd = fd  # from here on, _run() closes it if the thread ends
+                if self._stopping:
+                    return
+                self._capacity = fcntl.fcntl(fd, F_GETPIPE_SZ)
+            log.debug("reader connected to %s", self.path)
+            poller.register(fd, 0)
+            try:
+                self._serve(poller, fd, private)
+            finally:
+                poller.unregister(fd)
+
+    def _wait_for_reader(self) -> int:
+        """A write end once a reader has the FIFO open; -1 when stopping."""
+        assert self._fifo is not None
+        shortage = resources.Shortage(f"cannot open {self.path} for writing", self._stopped)
         while True:
             with self._lock:
                 if self._stopping:
-                    return held
-            arrival = self._fifo.open_write()
-            if held < 0:
-                held = arrival
-                os.set_blocking(held, False)
-                poller.register(held, 0)
-            else:
-                os.close(arrival)
-            with self._lock:
-                if self._stopping:
-                    return held
-                self._fd = held
-                self._capacity = fcntl.fcntl(held, F_GETPIPE_SZ)
-                log.debug("reader connected to %s", self.path)
-            self._serve(poller, held)
+                    return -1
+                self._waiting_for_reader = True
+            try:
+                fd = self._fifo.open_write()
+            except OSError as error:
+                if not shortage.wait(error):
+                    return -1
+                continue
+            finally:
+                with self._lock:
+                    self._waiting_for_reader = False
+            shortage.over()
+            return fd
 
-    def _serve(self, poller: select.poll, fd: int) -> None:
+    def _serve(self, poller: select.poll, fd: int, private: bool) -> None:
+        reclaim_ms = RECLAIM_POLL_MS
         while True:
             with self._lock:
                 if self._stopping:
                     return
                 self._flush()
-                if self._gone and self._left():
+                if self._gone and self._left(fd, private):
                     return
                 self._gone = False
                 self._idle = not self._backlog.pending
                 poller.modify(fd, 0 if self._idle else select.POLLOUT)
-            for ready, events in poller.poll():
+                reclaiming = self._idle and self._backlog.reclaimable >= PRUNE_BYTES
+            events = poller.poll(reclaim_ms if reclaiming else resources.quiet_ms())
+            if not events:
+                if reclaiming:
+                    reclaim_ms = min(reclaim_ms * 2, 1000)
+                    with self._lock:
+                        self._acknowledge()
+                else:
+                    resources.trim()  # quiet after much traffic
+                continue
+            reclaim_ms = RECLAIM_POLL_MS
+            for ready, happened in events:
                 if ready == self._wake_r:
                     while True:
                         try:
                             os.read(self._wake_r, 4096)
                         except BlockingIOError:
                             break
-                elif events & _GONE:
+                elif happened & _GONE:
                     with self._lock:
-                        if self._left():
+                        if self._left(fd, private):
                             return
 
-    def _left(self) -> bool:
-        """Handle a reader's departure; False if a new reader already took over the stream.
+    def _left(self, fd: int, private: bool) -> bool:
+        """The one path for a reader's departure (lock held); False if another reader has the
+        pipe and goes on with the stream (a shared FIFO only, the race of PROTOCOL.md).
 
-        A new reader that opened before this thread ran inherits the old stream, leftovers
-        included (the race PROTOCOL.md describes). Otherwise what the reader did not take
-        whole is queued again and the pipe's unread bytes are drained, so the next reader
-        starts on an empty pipe.
+        What the reader did not take whole is queued again, in order, and the next reader
+        starts on an empty pipe: a private one goes with our descriptor, a shared one is
+        drained.
         """
-        if _has_reader(self._fd):
-            log.warning("a new reader took over %s mid-stream", self.path)
+        unread = _unread(fd)
+        if not private and _has_reader(fd):
+            if not self._stopping:
+                log.warning("a new reader took over %s mid-stream", self.path)
             return False
-        redelivered = self._backlog.rewind(_unread(self._fd))
-        self._drain()
+        if private or not self._drained():
+            os.close(fd)  # the pipe, and what the reader left in it, goes with it
+            self._held = -1
         self._fd = -1
-        self._gone = False
-        self._idle = False
+        self._gone = self._idle = False
+        redelivered = self._backlog.rewind(unread)
         if redelivered:
             self._stats.redelivered += redelivered
             log.info(
@@ -332,15 +400,46 @@ class Writer:
             log.debug("reader left %s", self.path)
         return True
 
-    def _drain(self) -> None:
+    def _drained(self) -> bool:
+        """Empty a shared pipe through a private read end; False without a descriptor for it."""
         assert self._fifo is not None
-        drain = self._fifo.open_read()
+        try:
+            drain = self._fifo.open_read()
+        except OSError as error:
+            if error.errno not in resources.SHORTAGES:
+                raise
+            return False  # the caller closes the pipe instead, and leftovers go with it
         try:
             while True:
                 try:
                     if not os.read(drain, PIPE_SIZE):
-                        return
+                        return True
                 except BlockingIOError:
-                    return
+                    return True
         finally:
             os.close(drain)
+
+    # -- Stopping ---------------------------------------------------------------------------
+
+    def stop(self) -> int:
+        """Stop the thread; returns a descriptor for the caller to close once it has ended
+        (it met a thread blocked in open() waiting for a reader), or -1."""
+        with self._lock:
+            self._stopping = True
+            self._stopped.set()
+            self._batch_room = -1
+            self._changed.notify_all()
+            if self._wake_w >= 0:
+                # Unconditionally: the thread may be waiting for POLLOUT on a full pipe.
+                with contextlib.suppress(BlockingIOError):
+                    os.write(self._wake_w, b"!")
+            if not self._waiting_for_reader or self._fifo is None:
+                return -1
+            try:
+                return self._fifo.open_read()
+            except OSError as error:
+                if error.errno not in (errno.EMFILE, errno.ENFILE) or self._spare < 0:
+                    raise
+                os.close(self._spare)  # out of descriptors: this one was kept for the purpose
+                self._spare = -1
+                return self._fifo.open_read()

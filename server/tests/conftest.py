@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -109,3 +110,76 @@ def returns_within(function: Any, seconds: float) -> bool:
     thread = in_thread(function)
     thread.join(seconds)
     return not thread.is_alive()
+
+
+class ServerProcess:
+    """server_proc.py in a child process: a server whose fd limit and memory a test controls."""
+
+    def __init__(self, in_pipe: str, out_pipe: str, mode: str, *extra: str) -> None:
+        script = str(Path(__file__).with_name("server_proc.py"))
+        self.process = subprocess.Popen(
+            [sys.executable, script, in_pipe, out_pipe, mode, *extra],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert self.answer(20) == "ready", self.stderr()
+
+    def answer(self, seconds: float = 10) -> str:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], seconds)
+        assert ready, f"no answer within {seconds} s: {self.stderr()}"
+        return self.process.stdout.readline().decode().strip()
+
+    def ask(self, command: str, seconds: float = 10) -> str:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command.encode() + b"\n")
+        self.process.stdin.flush()
+        return self.answer(seconds)
+
+    def stderr(self) -> str:
+        if self.process.poll() is None:
+            self.process.kill()
+        assert self.process.stderr is not None
+        return self.process.stderr.read().decode(errors="replace")
+
+    def close(self) -> str:
+        """End the process; return what it logged."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+        return self.stderr()
+
+
+def serve(tmp_path: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """`pipe-io-server serve` on tmp_path/in and tmp_path/out, its stderr captured."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipe_io_server",
+            "serve",
+            str(tmp_path / "in"),
+            str(tmp_path / "out"),
+            *extra,
+        ],
+        stderr=subprocess.PIPE,
+    )
+
+
+def connect(tmp_path: Path) -> RawClient:
+    assert eventually(lambda: (tmp_path / "out").exists() and (tmp_path / "in").exists())
+    return RawClient(str(tmp_path / "in"), str(tmp_path / "out"))
+
+
+def flood(path: str, chunk: bytes, seconds: float) -> subprocess.Popen[bytes]:
+    """A client writing `chunk` again and again for `seconds` (blocking while the pipe is full)."""
+    code = (
+        "import os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_WRONLY)\n"
+        "end = time.monotonic() + float(sys.argv[3])\n"
+        "chunk = bytes.fromhex(sys.argv[2])\n"
+        "while time.monotonic() < end:\n"
+        "    os.write(fd, chunk)\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", code, path, chunk.hex(), str(seconds)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pipe_io_server.backlog import Backlog
+from pipe_io_server.framing import MESSAGE_OVERHEAD
 
 # Each step: ("write", capacity) | ("read", size) | ("leave", 0); small reads cut messages
 # at every byte, the newline included.
@@ -73,7 +74,7 @@ def test_each_message_is_read_whole_exactly_once_in_order(
             reader_leaves()
     assert whole == messages
     assert len(backlog) == 0
-    assert backlog.waiting_bytes == 0
+    assert backlog.waiting_cost == 0
 
 
 def test_rewind_counts_only_messages_that_reached_the_pipe() -> None:
@@ -110,3 +111,59 @@ def test_a_message_read_all_but_its_last_bytes_is_still_held() -> None:
     assert backlog.reclaimable == 100_001
     backlog.acknowledge(unread=0)
     assert backlog.reclaimable == 0
+
+
+def test_each_message_costs_its_payload_and_a_fixed_overhead() -> None:
+    backlog = Backlog()
+    for _ in range(1000):
+        backlog.push(b"")
+    backlog.push_many([b"ab", b""], 2)
+    assert backlog.waiting_cost == 1002 * MESSAGE_OVERHEAD + 2
+
+
+def test_what_goes_out_again_is_charged_again() -> None:
+    backlog = Backlog()
+    backlog.push_many([b"one", b"two", b"three"], 11)
+    backlog.sent(len(backlog.buffers()[0]))
+    assert backlog.waiting_cost == 0
+    backlog.rewind(unread=len(b"two\nthree\n") + 1)  # "one" was read all but its newline
+    assert backlog.waiting_cost == 11 + 3 * MESSAGE_OVERHEAD
+    assert bytes(backlog.buffers()[0]) == b"one\ntwo\nthree\n"
+    assert backlog.waiting_cost == 0
+
+
+def test_a_departure_within_a_unit_of_many_messages() -> None:
+    backlog = Backlog()
+    messages = [b"%d" % i for i in range(10_000)]
+    backlog.push_many(list(messages), sum(map(len, messages)))
+    written = 0
+    while backlog.pending:
+        chunk = sum(map(len, backlog.buffers()))
+        backlog.sent(chunk)
+        written += chunk
+    stream = b"".join(m + b"\n" for m in messages)
+    cut = stream.index(b"\n5000\n") + 3  # the reader took "...4999\n5" and left
+    assert backlog.rewind(unread=written - cut) == 5000
+    again = b"".join(bytes(b) for b in backlog.buffers())
+    assert again.split(b"\n")[:-1] == messages[5000:]
+    assert len(backlog) == 5000
+
+
+def test_a_second_departure_keeps_the_order_of_what_went_out_again() -> None:
+    """Units queued again by one departure and not all written before the next one."""
+    backlog = Backlog()
+    big = [bytes([ord("a") + i]) * 70_000 for i in range(3)]  # one unit each
+    for message in big:
+        backlog.push(message)
+    for _ in range(2):
+        backlog.sent(sum(map(len, backlog.buffers())))
+    backlog.rewind(unread=140_002)  # the reader took nothing: both units go out again
+    backlog.buffers()
+    backlog.sent(10)  # the next reader gets ten bytes of the first one and leaves
+    backlog.rewind(unread=10)
+    out = []
+    while backlog.pending:
+        data = b"".join(bytes(b) for b in backlog.buffers())
+        backlog.sent(len(data))
+        out.append(data)
+    assert b"".join(out).split(b"\n")[:-1] == big

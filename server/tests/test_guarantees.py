@@ -388,3 +388,18 @@ def test_a_large_reply_and_a_small_one_leave_in_order(pipes: tuple[str, str]) ->
         finish(peer("send", server.in_pipe, b"go\n".hex()))
         lines = [bytes.fromhex(line) for line in finish(reader).decode().split()]
     assert lines == [large, b"small"]
+
+
+# send_message takes bytes-like objects and str only
+@pytest.mark.parametrize("message", [b"b", bytearray(b"ba"), memoryview(b"mv"), "s\u00e9"])
+def test_send_message_takes_bytes_like_and_str(pull: PipeIOServer, message: object) -> None:
+    pull.send_message(message)  # type: ignore[arg-type]
+    expected = message.encode() if isinstance(message, str) else bytes(message)  # type: ignore[call-overload]
+    assert finish(peer("lines", pull.out_pipe, "1")) == expected.hex().encode() + b"\n"
+
+
+@pytest.mark.parametrize("message", [3, True, [104, 105], None, 2.5, {"a": 1}])
+def test_send_message_refuses_other_types_naming_them(pull: PipeIOServer, message: object) -> None:
+    with pytest.raises(TypeError, match=type(message).__name__):
+        pull.send_message(message)  # type: ignore[arg-type]
+    assert pull.stats.sent == 0

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import pwd
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
-from conftest import EchoServer, RawClient
+from conftest import EchoServer, RawClient, finish, peer
 from pipe_io_server import PipeIOServer
 
 
@@ -77,14 +81,102 @@ def test_unmanaged_fifos_are_used_and_left_in_place(tmp_path: Path) -> None:
     assert stat.S_ISFIFO(os.lstat(in_pipe).st_mode) and stat.S_ISFIFO(os.lstat(out_pipe).st_mode)
 
 
-def test_existing_fifo_is_replaced(tmp_path: Path) -> None:
+def test_an_existing_fifo_of_ours_is_reused_with_our_mode(tmp_path: Path) -> None:
     in_pipe, out_pipe = tmp_path / "in", tmp_path / "out"
     os.mkfifo(in_pipe)
     os.chmod(in_pipe, 0o644)
-    server = PipeIOServer(str(in_pipe), str(out_pipe))
+    held = os.open(in_pipe, os.O_PATH)  # keeps the inode, so its number is not reused
+    try:
+        server = PipeIOServer(str(in_pipe), str(out_pipe))
+        # The same inode: a client already waiting on it is not stranded.
+        assert os.path.samestat(os.fstat(held), os.lstat(in_pipe))
+    finally:
+        os.close(held)
     assert stat.S_IMODE(os.lstat(in_pipe).st_mode) == 0o600
     server.stop()
     assert not in_pipe.exists() and not out_pipe.exists()
+
+
+@pytest.mark.parametrize("side", ["in", "out"])
+def test_a_client_waiting_in_open_before_the_server_exists_is_served(
+    tmp_path: Path, side: str
+) -> None:
+    in_pipe, out_pipe = str(tmp_path / "in"), str(tmp_path / "out")
+    os.mkfifo(in_pipe, 0o600)
+    os.mkfifo(out_pipe, 0o600)
+    if side == "in":
+        early = peer("send", in_pipe, b"early\n".hex())
+    else:
+        early = peer("lines", out_pipe, "1")
+    time.sleep(0.3)  # the client now waits in open() on the FIFO that exists
+    with PipeIOServer(in_pipe, out_pipe) as server:
+        if side == "in":
+            finish(early)
+            assert server.recv_message(timeout=10) == b"early"
+        else:
+            server.send_message(b"for the early one")
+            assert finish(early) == b"for the early one".hex().encode() + b"\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a FIFO another user owns")
+def test_a_fifo_owned_by_another_user_is_refused_naming_the_owner(tmp_path: Path) -> None:
+    fifo = tmp_path / "in"
+    os.mkfifo(fifo, 0o666)
+    nobody = pwd.getpwnam("nobody")
+    os.chown(fifo, nobody.pw_uid, nobody.pw_gid)
+    with pytest.raises(PermissionError, match="nobody") as caught:
+        PipeIOServer(str(fifo), str(tmp_path / "out"))
+    assert caught.value.filename == str(fifo)
+    assert os.lstat(fifo).st_uid == nobody.pw_uid  # left as it was
+    assert sorted(os.listdir(tmp_path)) == ["in"]
+
+
+def test_a_second_server_on_live_paths_is_refused(tmp_path: Path) -> None:
+    in_pipe, out_pipe = str(tmp_path / "in"), str(tmp_path / "out")
+    with EchoServer(in_pipe, out_pipe) as first:
+        with pytest.raises(FileExistsError, match="another server is serving"):
+            PipeIOServer(in_pipe, out_pipe)
+        client = RawClient(first.in_pipe, first.out_pipe)  # the first one still serves
+        client.send(b"still mine\n")
+        assert client.recv() == b"still mine"
+        client.close()
+
+
+def test_the_fifos_of_a_killed_server_are_reused(tmp_path: Path) -> None:
+    in_pipe, out_pipe = str(tmp_path / "in"), str(tmp_path / "out")
+    code = (
+        "import sys, time; from pipe_io_server import PipeIOServer; "
+        "s = PipeIOServer(sys.argv[1], sys.argv[2]); s.start(); print('up', flush=True); "
+        "time.sleep(60)"
+    )
+    dead = subprocess.Popen([sys.executable, "-c", code, in_pipe, out_pipe], stdout=subprocess.PIPE)
+    assert dead.stdout is not None and dead.stdout.readline() == b"up\n"
+    dead.kill()
+    dead.wait()
+    with EchoServer(in_pipe, out_pipe) as server:
+        client = RawClient(server.in_pipe, server.out_pipe)
+        client.send(b"after a crash\n")
+        assert client.recv() == b"after a crash"
+        client.close()
+
+
+def test_one_fifo_reached_by_two_names_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    with pytest.raises(ValueError, match="two FIFOs"):
+        PipeIOServer(str(tmp_path / "real" / "pipe"), str(tmp_path / "alias" / "pipe"))
+    assert os.listdir(tmp_path / "real") == []
+
+
+def test_relative_paths_survive_a_change_of_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    server = EchoServer("in", "out")
+    server.start()
+    monkeypatch.chdir("/")
+    server.stop()
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.parametrize("mode", [0o600, 0o640, 0o666, 0o622])

@@ -1,0 +1,82 @@
+"""Resources a server gives back or waits for: memory after large messages, descriptors.
+
+glibc keeps freed heap memory for reuse, and its mmap threshold rises after a large block is
+freed, so after a burst of multi-MiB messages an idle server would keep tens of MiB it no
+longer uses. malloc_trim(0) returns the free pages; it is called when a server thread goes
+idle after at least TRIM_AFTER bytes of large messages went through.
+
+Running out of descriptors (or kernel memory) is transient: a Shortage logs it once, waits
+with a backoff, and logs when it is over, instead of letting a server thread die of it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import logging
+import threading
+import time
+from typing import Callable
+
+log = logging.getLogger("pipe_io_server")
+
+TRIM_AFTER = 1024 * 1024
+QUIET_MS = 100
+# Out of descriptors (per process, system-wide) or of kernel memory: worth waiting out.
+SHORTAGES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+
+_libc_name = ctypes.util.find_library("c")
+_malloc_trim: Callable[[int], int] | None = None
+if _libc_name:
+    _malloc_trim = getattr(ctypes.CDLL(_libc_name), "malloc_trim", None)  # glibc only
+_traffic = 0
+
+
+def note(size: int) -> None:
+    """Note that `size` bytes of messages went through (a hint: races are harmless)."""
+    global _traffic
+    _traffic += size
+
+
+def quiet_ms() -> int | None:
+    """How long a thread about to wait may wait before it should trim; None: for ever."""
+    return QUIET_MS if _traffic >= TRIM_AFTER else None
+
+
+def trim() -> None:
+    global _traffic
+    _traffic = 0
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+class Shortage:
+    """A resource that ran out: logged once when it starts and once when it ends; the
+    retries in between wait with a backoff that an event (a stop) interrupts."""
+
+    FIRST_WAIT = 0.01
+    LONGEST_WAIT = 0.5
+
+    def __init__(self, what: str, stop: threading.Event) -> None:
+        self._what = what
+        self._stop = stop
+        self._since: float | None = None
+        self._wait = self.FIRST_WAIT
+
+    def wait(self, error: OSError) -> bool:
+        """Log the shortage if it is new, then wait; False if stopping."""
+        if error.errno not in SHORTAGES:
+            raise error
+        if self._since is None:
+            self._since = time.monotonic()
+            log.warning("%s: %s; retrying until it is back", self._what, error.strerror)
+        stopping = self._stop.wait(self._wait)
+        self._wait = min(self._wait * 2, self.LONGEST_WAIT)
+        return not stopping
+
+    def over(self) -> None:
+        if self._since is not None:
+            log.warning("%s: back after %.1f s", self._what, time.monotonic() - self._since)
+            self._since = None
+            self._wait = self.FIRST_WAIT
