@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import __version__, codegen
 from .bridge import Bridge
 from .framing import DEFAULT_MAX_MESSAGE_SIZE
-from .server import PipeIOServer
+from .server import DEFAULT_MAX_BACKLOG, DEFAULT_SEND_TIMEOUT, PipeIOServer
 
 PROG = "pipe-io-server"
+log = logging.getLogger("pipe_io_server")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,14 +53,18 @@ def _parser() -> argparse.ArgumentParser:
         dest="command_line",
         metavar="CMD",
         help="run CMD and bridge it: each message becomes a line on its standard input, each "
-        "line it prints is sent back; the server ends when CMD ends, with its exit status",
+        "line it prints is sent back; the server ends when CMD ends, with its exit status. CMD "
+        "is split into words like a shell word list but not run by a shell (write "
+        "\"sh -c '...'\" for pipes and redirections), and must flush each line it prints "
+        '("stdbuf -oL tr a-z A-Z" or "python3 -u", not a plain "tr", which holds '
+        "its output back)",
     )
     serve.add_argument(
         "--permissions",
-        type=lambda text: int(text, 8),
+        type=_mode,
         default=0o600,
         metavar="MODE",
-        help="octal mode of the FIFOs it creates (default 600)",
+        help="octal mode of the FIFOs, from 0 to 777 (default 600)",
     )
     serve.add_argument(
         "--no-manage",
@@ -65,10 +74,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--max-message-size",
-        type=int,
+        type=_size,
         default=DEFAULT_MAX_MESSAGE_SIZE,
         metavar="BYTES",
-        help="longer incoming messages are discarded and reported (default 64 MiB)",
+        help="longer messages, from clients or from CMD, are discarded and reported "
+        "(default 64 MiB)",
+    )
+    serve.add_argument(
+        "--send-timeout",
+        type=_seconds,
+        default=DEFAULT_SEND_TIMEOUT,
+        metavar="SECONDS",
+        help="how long a message may wait for room in a full queue: the outbound backlog, "
+        "or CMD's input when CMD stops reading; then it is dropped and reported (default 5)",
+    )
+    serve.add_argument(
+        "--ready-file",
+        type=Path,
+        metavar="PATH",
+        help="create PATH once both FIFOs exist and the server serves (remove it at exit): "
+        "a script waits for the file instead of racing the server",
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every event")
 
@@ -96,21 +121,40 @@ def _client(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        raise argparse.ArgumentTypeError(
+            f"invalid mode {text!r}: give an octal mode from 0 to 777, such as 600 or 660"
+        )
+    return mode
+
+
+def _size(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: give a number of bytes")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid time {text!r}: give a number of seconds")
+    return seconds
+
+
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format=f"{PROG}: %(levelname)s: %(message)s",
     )
-    done = threading.Event()
-    interrupted = []
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        interrupted.append(signum)
-        done.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    options = {
+    options: dict[str, Any] = {
         "permissions": args.permissions,
         "manage_pipes": args.manage_pipes,
         "max_message_size": args.max_message_size,
@@ -121,32 +165,126 @@ def _serve(args: argparse.Namespace) -> int:
         if not argv:
             raise ValueError("--exec needs a command")
         try:
-            bridge = Bridge(argv)
-        except OSError as error:
-            raise OSError(error.errno, f"cannot run {argv[0]}: {error.strerror}") from None
+            bridge = Bridge(
+                argv,
+                max_backlog=DEFAULT_MAX_BACKLOG,
+                send_timeout=args.send_timeout,
+                max_message_size=args.max_message_size,
+            )
+        except FileNotFoundError:
+            raise ValueError(f"cannot run {argv[0]}: command not found") from None
+        except PermissionError:
+            raise ValueError(f"cannot run {argv[0]}: permission denied") from None
     try:
         if bridge:
             server = bridge.server(args.in_pipe, args.out_pipe, **options)
         else:
-            server = PipeIOServer(args.in_pipe, args.out_pipe, **options)
+            server = PipeIOServer(
+                args.in_pipe, args.out_pipe, send_timeout=args.send_timeout, **options
+            )
             server.handle_message = server.send_message  # type: ignore[method-assign]
-        server.start()
     except BaseException:
         if bridge:
-            bridge.kill()
+            bridge.stop()
         raise
-    if bridge:
-        exec_bridge = bridge
+    return _Session(server, bridge, args.ready_file, args.manage_pipes).run()
 
-        def watch() -> None:
-            exec_bridge.wait()
-            done.set()
 
-        threading.Thread(target=watch, daemon=True).start()
-    done.wait()
-    status = bridge.finish(server, bool(interrupted)) if bridge else 0
-    server.stop()
-    return status
+class _Session:
+    """A served session from start to exit: signals, readiness, and CMD's end.
+
+    The first SIGINT, SIGTERM or SIGHUP stops the server within a second; a second one ends
+    the process at once, taking CMD's process group and the FIFOs with it.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    # After CMD exits: how long its output may still come, and wait for a reader.
+    OUTPUT_GRACE = 1.0
+    DRAIN_TIMEOUT = 10.0
+
+    def __init__(
+        self, server: PipeIOServer, bridge: Bridge | None, ready: Path | None, managed: bool
+    ) -> None:
+        self.server = server
+        self.bridge = bridge
+        self.ready = ready
+        self.managed = managed
+        self.interrupted = threading.Event()
+        self.ended = threading.Event()  # interrupted, or CMD exited
+
+    def run(self) -> int:
+        for signum in self.SIGNALS:
+            signal.signal(signum, self._on_signal)
+        try:
+            self.server.start()
+            if self.bridge:
+                self.bridge.start()
+                threading.Thread(target=self._watch, daemon=True).start()
+            self._announce()
+            self.ended.wait()
+            if self.bridge and not self.interrupted.is_set():
+                self._finish_output()
+        finally:
+            self.server.stop()
+            if self.bridge:
+                self.bridge.stop()
+            if self.ready:
+                with contextlib.suppress(FileNotFoundError):
+                    self.ready.unlink()
+        if self.bridge and not self.interrupted.is_set():
+            return self.bridge.status()
+        return 0
+
+    def _announce(self) -> None:
+        print(
+            f"{PROG}: serving: clients write {self.server.in_pipe} and read {self.server.out_pipe}",
+            file=sys.stderr,
+            flush=True,
+        )
+        if self.ready:
+            partial = self.ready.with_name(f".{self.ready.name}.{os.getpid()}")
+            partial.write_text(f"{self.server.in_pipe}\n{self.server.out_pipe}\n")
+            partial.replace(self.ready)  # appears whole, never half written
+
+    def _watch(self) -> None:
+        assert self.bridge is not None
+        self.bridge.process.wait()
+        self.ended.set()
+
+    def _finish_output(self) -> None:
+        """CMD exited: send what it printed last, unless a signal or the limits cut it short."""
+        assert self.bridge is not None
+        deadline = time.monotonic() + self.OUTPUT_GRACE
+        while not self.bridge.output_done.is_set() and time.monotonic() < deadline:
+            if self.interrupted.wait(0.02):
+                return
+        deadline = time.monotonic() + self.DRAIN_TIMEOUT
+        while not self.server.flush(0.05):
+            if self.interrupted.is_set():
+                return
+            if time.monotonic() > deadline:
+                log.warning(
+                    "no reader took the last messages of %s in %s s",
+                    self.bridge.name,
+                    self.DRAIN_TIMEOUT,
+                )
+                return
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.interrupted.is_set():
+            self._abort(signum)
+        self.interrupted.set()
+        self.ended.set()
+
+    def _abort(self, signum: int) -> NoReturn:
+        if self.bridge:
+            self.bridge.kill_group(signal.SIGKILL)
+        # No lock may be taken here (the interrupted code may hold it): the FIFOs go by path.
+        for path in (self.server.in_pipe, self.server.out_pipe) if self.managed else ():
+            with contextlib.suppress(OSError):
+                if stat.S_ISFIFO(os.lstat(path).st_mode):
+                    os.unlink(path)
+        os._exit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,28 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import RawClient, eventually
+from conftest import connect, serve
 from pipe_io_server import codegen
-
-
-def serve(tmp_path: Path, *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipe_io_server",
-            "serve",
-            str(tmp_path / "in"),
-            str(tmp_path / "out"),
-            *extra,
-        ],
-        stderr=subprocess.PIPE,
-    )
-
-
-def connect(tmp_path: Path) -> RawClient:
-    assert eventually(lambda: (tmp_path / "out").exists() and (tmp_path / "in").exists())
-    return RawClient(str(tmp_path / "in"), str(tmp_path / "out"))
 
 
 def test_serve_echoes_and_sigterm_removes_the_pipes(tmp_path: Path) -> None:

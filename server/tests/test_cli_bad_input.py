@@ -115,8 +115,12 @@ def test_unwritable_location(tmp_path: Path) -> None:
     [
         ([], "required"),
         (["in", "out", "extra"], "unrecognized arguments: extra"),
-        (["in", "out", "--max-message-size", "lots"], "invalid int value"),
+        (["in", "out", "--max-message-size", "lots"], "invalid size 'lots'"),
         (["in", "out", "--permissions", "rwx"], "--permissions"),
+        (["in", "out", "--permissions", "999"], "octal mode from 0 to 777"),
+        (["in", "out", "--permissions", "7777"], "octal mode from 0 to 777"),
+        (["in", "out", "--permissions", "-1"], "octal mode from 0 to 777"),
+        (["in", "out", "--send-timeout", "soon"], "invalid time 'soon'"),
     ],
 )
 def test_wrong_arguments(tmp_path: Path, args: list[str], cause: str) -> None:
@@ -132,8 +136,8 @@ def test_same_path_for_in_and_out_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("command", "cause"),
     [
-        ("no-such-program-here", "no-such-program-here"),
-        ("./not-executable", "Permission denied"),
+        ("no-such-program-here", "no-such-program-here: command not found"),
+        ("./not-executable", "./not-executable: permission denied"),
         ("", "--exec needs a command"),
     ],
 )
@@ -155,7 +159,10 @@ def test_exec_that_dies_at_once(
     tmp_path: Path, command: str, cause: str, status: int | None
 ) -> None:
     result = serve(tmp_path, "in", "out", "--exec", command)
-    refused(result, cause)
+    # The server was up, and said so, before the command ended: then one line says why.
+    ready, _, rest = result.stderr.partition("\n")
+    assert ready.startswith("pipe-io-server: serving: clients write ")
+    refused(subprocess.CompletedProcess(result.args, result.returncode, "", rest), cause)
     if status is not None:
         assert result.returncode == status
     assert contents(tmp_path) == []
