@@ -30,14 +30,14 @@ $(BENCH_STAMP): $(STAMP)
 	touch $@
 
 bench: $(STAMP) $(BENCH_STAMP) $(LEGACY_STAMP) $(BENCH_BINS)
-	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) -m bench $(BENCH_ARGS)
 
 bench-profile: $(STAMP) $(BENCH_STAMP) $(BENCH_BINS)
-	$(PY) bench/run.py --servers ours --reps 1 --profile $(BENCH_BUILD)/profile $(BENCH_ARGS)
+	$(PY) -m bench --servers ours --reps 1 --profile $(BENCH_BUILD)/profile $(BENCH_ARGS)
 
 # Seconds long, ours and the floor only, no speed assertions: keeps the bench from rotting.
 bench-smoke: $(STAMP) $(BENCH_BINS)
-	timeout 300 $(PY) bench/run.py --smoke
+	timeout 300 $(PY) -m bench --smoke
 
 TEST_TARGETS += bench-smoke
 

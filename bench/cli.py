@@ -1,0 +1,239 @@
+"""Benchmarks: this project's server, pipe-io-server 1.0.3 and the raw-pipe floor, side by side.
+
+`make bench` runs everything; `make bench CASES=pingpong SERVERS=ours,floor REPS=1` runs a
+part of it. Every measurement starts a fresh server process: the C load client
+(bench/loadclient.c) drives it, and its peak resident memory (VmHWM in /proc) is read
+before it is stopped. Figures are medians over the repetitions, with min and max.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from .cases import (
+    ALIASES,
+    BUILD,
+    CASE_BY_NAME,
+    CASES,
+    RESULTS,
+    ROOT,
+    SMOKE_CASES,
+    WINDOW,
+    BenchError,
+    Case,
+)
+from .chart import chart
+from .clients import client_rate, prepare_clients
+from .measure import measure
+from .processes import DEFAULT_SERVERS, SERVER_NAMES, Server, servers
+from .summary import headline, summarise
+from .tables import headline_rows, render_markdown, render_text, table
+
+
+def _machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def _revision() -> str:
+    """The commit measured, and whether server/ had changes not yet committed."""
+
+    def git(*args: str) -> str:
+        argv = ["git", *args]
+        done = subprocess.run(argv, check=False, cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + (" with server/ changed" if git("status", "--porcelain", "server") else "")
+
+
+def _names(text: str, known: list[str], aliases: dict[str, list[str]]) -> list[str]:
+    names: list[str] = []
+    for word in filter(None, (w.strip() for w in text.split(","))):
+        for name in aliases.get(word, [word]):
+            if name not in known:
+                raise SystemExit(
+                    f"unknown name {word!r}; choose from {', '.join(known + list(aliases))}"
+                )
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--cases", default="all", help="comma-separated: " + ", ".join([*CASE_BY_NAME, *ALIASES]))
+    add(
+        "--servers",
+        default=",".join(DEFAULT_SERVERS),
+        help="comma-separated: " + ", ".join(SERVER_NAMES),
+    )
+    add("--reps", type=int, default=3, help="repetitions (default 3)")
+    add("--seconds", type=float, default=2.0, help="length of each stream (default 2)")
+    add("--count", type=int, default=20000, help="ping-pong round trips (default 20000)")
+    add("--legacy-python", default=str(ROOT / ".venv-legacy" / "bin" / "python"))
+    add("--smoke", action="store_true", help="a run of seconds: ours and the floor, one repetition")
+    add("--profile", type=Path, help="folder: sample our server with py-spy in each case")
+    add("--output", type=Path, help="folder for latest.json, latest.md and throughput.png")
+    args = parser.parse_args()
+    if args.smoke:
+        args.cases, args.servers = ",".join(SMOKE_CASES), "floor,ours"
+        args.reps, args.seconds, args.count = 1, 0.3, 300
+    if args.reps < 1:
+        parser.error("--reps must be at least 1")
+    return args
+
+
+def run_all(
+    config: argparse.Namespace, cases: list[Case], chosen: list[Server]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every case against every server, repetition after repetition, so that a noisy
+    moment of the machine spreads over all of them rather than falling on one. Ping-pong
+    runs every server at once, taking turns round trip by round trip."""
+    rows: list[dict[str, Any]] = []
+    clients: dict[str, Any] = {}
+    runnable: dict[str, str] = {}
+    if any(case.mode == "clients" for case in cases):
+        runnable, clients["skipped"] = prepare_clients()
+    for rep in range(1, config.reps + 1):
+        for case in cases:
+            if case.mode == "clients":
+                for name, run in runnable.items():
+                    rows += _attempt(
+                        rep, case, [name], lambda run=run: [client_rate(run, config.seconds)]
+                    )
+                continue
+            groups = [chosen] if case.mode == "pingpong" else [[server] for server in chosen]
+            for group in groups:
+                rows += _attempt(
+                    rep,
+                    case,
+                    [server.name for server in group],
+                    lambda g=group, c=case: measure(g, c, config),
+                )
+    clients["failed"] = {
+        r["subject"]: r["error"] for r in rows if r["case"] == "clients" and "error" in r
+    }
+    return rows, clients
+
+
+def _attempt(
+    rep: int, case: Case, subjects: list[str], work: Callable[[], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    rows = [{"case": case.name, "subject": subject, "rep": rep} for subject in subjects]
+    print(f"  rep {rep} {case.name} {', '.join(subjects)} ...", end=" ", flush=True)
+    try:
+        results = work()
+    except (BenchError, OSError, subprocess.SubprocessError) as error:
+        print("ERROR")
+        return [{**row, "error": str(error)} for row in rows]
+    print(
+        "; ".join(
+            (f"{subject}: " if len(subjects) > 1 else "")
+            + ", ".join(f"{k} {v:.4g}" for k, v in result.items() if isinstance(v, float))
+            for subject, result in zip(subjects, results)
+        ),
+        flush=True,
+    )
+    return [{**row, **result} for row, result in zip(rows, results)]
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def main() -> int:
+    config = _arguments()
+    cases = [CASE_BY_NAME[n] for n in _names(config.cases, list(CASE_BY_NAME), ALIASES)]
+    server_names = _names(config.servers, SERVER_NAMES, {})
+    if "legacy" in server_names and not Path(config.legacy_python).exists():
+        raise SystemExit(f"{config.legacy_python} is missing: `make bench` installs 1.0.3 there")
+    if config.profile:
+        config.profile.mkdir(parents=True, exist_ok=True)
+    whole = not (config.smoke or config.profile) and config.reps >= 3
+    whole = whole and len(cases) == len(CASES) and server_names == DEFAULT_SERVERS
+    all_servers = servers(config.legacy_python)
+    chosen = [all_servers[name] for name in server_names]
+    subjects = [(s.name, s.label) for s in chosen]
+
+    machine, revision = _machine(), _revision()
+    started = time.monotonic()
+    print(
+        f"pipe-io-server benchmarks: {config.reps} repetition(s), {config.seconds:g} s streams, "
+        f"{config.count} round trips; load average {machine['loadavg_start'][0]:.2f}",
+        flush=True,
+    )
+    rows, clients = run_all(config, cases, chosen)
+    machine["loadavg_end"] = os.getloadavg()
+    summary = summarise(rows)
+    lines = headline(rows)
+    note = (
+        f"{machine['cpus']} CPUs ({machine['cpu']}), Linux {machine['kernel']}, "
+        f"{config.reps} repetitions, load average {machine['loadavg_start'][0]:.2f} at start"
+    )
+    main_rows, ratio_rows = table(summary, subjects, clients), headline_rows(lines)
+    print(f"\n{render_text(main_rows)}\n\n{render_text(ratio_rows)}")
+    for name, why in clients.get("skipped", {}).items():
+        print(f"client {name}: {why}")
+    errors = [row for row in rows if "error" in row]
+    for row in errors:
+        print(f"ERROR rep {row['rep']} {row['case']} {row['subject']}: {row['error']}")
+    # Only a whole run without errors replaces the committed results; others go under build/.
+    kind = "smoke" if config.smoke else "failed" if errors else "partial"
+    output = config.output or (RESULTS if whole and not errors else BUILD / kind)
+    output.mkdir(parents=True, exist_ok=True)
+
+    report = {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine,
+        "revision": revision,
+        "config": {
+            "cases": [c.name for c in cases],
+            "servers": server_names,
+            "reps": config.reps,
+            "seconds": config.seconds,
+            "pingpong_count": config.count,
+            "window_bytes": WINDOW,
+            "wall_seconds": round(time.monotonic() - started, 1),
+        },
+        "versions": {r["subject"]: r["version"] for r in rows if r.get("version")},
+        "headline": lines,
+        "summary": summary,
+        "clients": clients,
+        "runs": rows,
+    }
+    (output / "latest.json").write_text(json.dumps(report, indent=1) + "\n")
+    (output / "latest.md").write_text(
+        f"Measured {report['when']} at {revision}, on {note}.\n\n{render_markdown(main_rows)}\n\n"
+        f"{render_markdown(ratio_rows)}\n"
+    )
+    print(f"\nresults: {_shown(output / 'latest.json')}, {_shown(output / 'latest.md')}")
+    if not config.smoke:
+        print(chart(summary, subjects, output / "throughput.png", note))
+    if config.profile:
+        print(f"profiles of our server: {_shown(config.profile)}/*.txt (figures above are slowed)")
+    print(
+        f"took {time.monotonic() - started:.0f} s; load average now {machine['loadavg_end'][0]:.2f}"
+    )
+    return 1 if errors else 0
