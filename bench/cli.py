@@ -16,6 +16,7 @@ import platform
 import subprocess
 import time
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -81,7 +82,7 @@ def _names(text: str, known: list[str], aliases: dict[str, list[str]]) -> list[s
 
 
 def _arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--cases", default="all", help="comma-separated: " + ", ".join([*CASE_BY_NAME, *ALIASES]))
     add(
@@ -120,9 +121,7 @@ def run_all(
         for case in cases:
             if case.mode == "clients":
                 for name, run in runnable.items():
-                    rows += _attempt(
-                        rep, case, [name], lambda run=run: [client_rate(run, config.seconds)]
-                    )
+                    rows += _attempt(rep, case, [name], partial(_client_rates, run, config))
                 continue
             groups = [chosen] if case.mode == "pingpong" else [[server] for server in chosen]
             for group in groups:
@@ -130,12 +129,16 @@ def run_all(
                     rep,
                     case,
                     [server.name for server in group],
-                    lambda g=group, c=case: measure(g, c, config),
+                    partial(measure, group, case, config),
                 )
     clients["failed"] = {
         r["subject"]: r["error"] for r in rows if r["case"] == "clients" and "error" in r
     }
     return rows, clients
+
+
+def _client_rates(run: str, config: argparse.Namespace) -> list[dict[str, Any]]:
+    return [client_rate(run, config.seconds)]
 
 
 def _attempt(

@@ -39,6 +39,11 @@ bench-profile: $(STAMP) $(BENCH_STAMP) $(BENCH_BINS)
 bench-smoke: $(STAMP) $(BENCH_BINS)
 	timeout 300 $(PY) -m bench --smoke
 
+# ruff already covers bench/ in lint-server; the types are checked here.
+lint-bench: $(STAMP)
+	$(BIN)/mypy --strict bench
+
+LINT_TARGETS += lint-bench
 TEST_TARGETS += bench-smoke
 
-.PHONY: bench bench-profile bench-smoke
+.PHONY: bench bench-profile bench-smoke lint-bench
