@@ -25,6 +25,7 @@ from .cases import (
     BUILD,
     CASE_BY_NAME,
     CASES,
+    CLIENT_WINDOW,
     RESULTS,
     ROOT,
     SMOKE_CASES,
@@ -33,11 +34,13 @@ from .cases import (
     Case,
 )
 from .chart import chart
-from .clients import client_rate, prepare_clients
+from .clients import prepare_clients
 from .measure import measure
-from .processes import DEFAULT_SERVERS, SERVER_NAMES, Server, servers
-from .summary import headline, summarise
-from .tables import headline_rows, render_markdown, render_text, table
+from .processes import DEFAULT_SERVERS, SERVER_NAMES, Echo, servers
+from .summary import TARGETS, client_targets, headline, summarise
+from .tables import client_rows, headline_rows, render_markdown, render_text, table
+
+WHOLE_REPS = 5  # repetitions a run needs for verdicts, and to replace bench/results
 
 
 def _machine() -> dict[str, Any]:
@@ -90,16 +93,16 @@ def _arguments() -> argparse.Namespace:
         default=",".join(DEFAULT_SERVERS),
         help="comma-separated: " + ", ".join(SERVER_NAMES),
     )
-    add("--reps", type=int, default=3, help="repetitions (default 3)")
+    add("--reps", type=int, default=WHOLE_REPS, help=f"repetitions (default {WHOLE_REPS})")
     add("--seconds", type=float, default=2.0, help="length of each stream (default 2)")
     add("--count", type=int, default=20000, help="ping-pong round trips (default 20000)")
     add("--legacy-python", default=str(ROOT / ".venv-legacy" / "bin" / "python"))
-    add("--smoke", action="store_true", help="a run of seconds: ours and the floor, one repetition")
+    add("--smoke", action="store_true", help="seconds long: ours, the floors, the clients; once")
     add("--profile", type=Path, help="folder: sample our server with py-spy in each case")
     add("--output", type=Path, help="folder for latest.json, latest.md and throughput.png")
     args = parser.parse_args()
     if args.smoke:
-        args.cases, args.servers = ",".join(SMOKE_CASES), "floor,ours"
+        args.cases, args.servers = ",".join(SMOKE_CASES), "floor,ours,pyfloor"
         args.reps, args.seconds, args.count = 1, 0.3, 300
     if args.reps < 1:
         parser.error("--reps must be at least 1")
@@ -107,38 +110,20 @@ def _arguments() -> argparse.Namespace:
 
 
 def run_all(
-    config: argparse.Namespace, cases: list[Case], chosen: list[Server]
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Every case against every server, repetition after repetition, so that a noisy
-    moment of the machine spreads over all of them rather than falling on one. Ping-pong
-    runs every server at once, taking turns round trip by round trip."""
+    config: argparse.Namespace, cases: list[Case], chosen: list[Echo], echoes: list[Echo]
+) -> list[dict[str, Any]]:
+    """Every case against every echo, repetition after repetition, so that a noisy moment
+    of the machine spreads over all of them rather than falling on one. Ping-pong runs
+    every echo at once, taking turns in blocks of round trips."""
     rows: list[dict[str, Any]] = []
-    clients: dict[str, Any] = {}
-    runnable: dict[str, str] = {}
-    if any(case.mode == "clients" for case in cases):
-        runnable, clients["skipped"] = prepare_clients()
     for rep in range(1, config.reps + 1):
         for case in cases:
-            if case.mode == "clients":
-                for name, run in runnable.items():
-                    rows += _attempt(rep, case, [name], partial(_client_rates, run, config))
-                continue
-            groups = [chosen] if case.mode == "pingpong" else [[server] for server in chosen]
+            subjects = chosen if case.echoes == "servers" else echoes
+            groups = [subjects] if case.mode == "pingpong" else [[echo] for echo in subjects]
             for group in groups:
-                rows += _attempt(
-                    rep,
-                    case,
-                    [server.name for server in group],
-                    partial(measure, group, case, config),
-                )
-    clients["failed"] = {
-        r["subject"]: r["error"] for r in rows if r["case"] == "clients" and "error" in r
-    }
-    return rows, clients
-
-
-def _client_rates(run: str, config: argparse.Namespace) -> list[dict[str, Any]]:
-    return [client_rate(run, config.seconds)]
+                names = [echo.name for echo in group]
+                rows += _attempt(rep, case, names, partial(measure, group, case, config))
+    return rows
 
 
 def _attempt(
@@ -174,11 +159,15 @@ def main() -> int:
         raise SystemExit(f"{config.legacy_python} is missing: `make bench` installs 1.0.3 there")
     if config.profile:
         config.profile.mkdir(parents=True, exist_ok=True)
-    whole = not (config.smoke or config.profile) and config.reps >= 3
-    whole = whole and len(cases) == len(CASES) and server_names == DEFAULT_SERVERS
+    # Verdicts need medians of several repetitions; a smoke run or a profiled one gives none.
+    judged = not (config.smoke or config.profile) and config.reps >= WHOLE_REPS
+    whole = judged and len(cases) == len(CASES) and server_names == DEFAULT_SERVERS
     all_servers = servers(config.legacy_python)
     chosen = [all_servers[name] for name in server_names]
-    subjects = [(s.name, s.label) for s in chosen]
+    echoes: list[Echo] = []
+    clients: dict[str, Any] = {}
+    if any(case.echoes == "clients" for case in cases):
+        echoes, clients["skipped"] = prepare_clients()
 
     machine, revision = _machine(), _revision()
     started = time.monotonic()
@@ -187,18 +176,26 @@ def main() -> int:
         f"{config.count} round trips; load average {machine['loadavg_start'][0]:.2f}",
         flush=True,
     )
-    rows, clients = run_all(config, cases, chosen)
+    rows = run_all(config, cases, chosen, echoes)
     machine["loadavg_end"] = os.getloadavg()
+    clients["failed"] = {}
+    for row in rows:
+        if "error" in row and CASE_BY_NAME[row["case"]].echoes == "clients":
+            clients["failed"].setdefault(row["case"], []).append(row["subject"])
     summary = summarise(rows)
-    lines = headline(rows)
+    lines = headline(rows, TARGETS, judged)
+    client_lines = headline(rows, client_targets([e.name for e in echoes]), judged)
     note = (
         f"{machine['cpus']} CPUs ({machine['cpu']}), Linux {machine['kernel']}, "
         f"{config.reps} repetitions, load average {machine['loadavg_start'][0]:.2f} at start"
     )
-    main_rows, ratio_rows = table(summary, subjects, clients), headline_rows(lines)
-    print(f"\n{render_text(main_rows)}\n\n{render_text(ratio_rows)}")
-    for name, why in clients.get("skipped", {}).items():
-        print(f"client {name}: {why}")
+    tables = [table(summary, [(s.name, s.label) for s in chosen]), headline_rows(lines)]
+    if echoes or clients["skipped"]:
+        echo_names = [(e.name, e.label) for e in echoes]
+        tables.append(client_rows(summary, echo_names, client_lines, clients))
+    print("\n" + "\n\n".join(render_text(rows_) for rows_ in tables))
+    if not judged:
+        print(f"\nno verdicts: they need {WHOLE_REPS} repetitions, not smoke or profiled")
     errors = [row for row in rows if "error" in row]
     for row in errors:
         print(f"ERROR rep {row['rep']} {row['case']} {row['subject']}: {row['error']}")
@@ -206,7 +203,6 @@ def main() -> int:
     kind = "smoke" if config.smoke else "failed" if errors else "partial"
     output = config.output or (RESULTS if whole and not errors else BUILD / kind)
     output.mkdir(parents=True, exist_ok=True)
-
     report = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine,
@@ -218,22 +214,24 @@ def main() -> int:
             "seconds": config.seconds,
             "pingpong_count": config.count,
             "window_bytes": WINDOW,
+            "client_window_bytes": CLIENT_WINDOW,
             "wall_seconds": round(time.monotonic() - started, 1),
         },
         "versions": {r["subject"]: r["version"] for r in rows if r.get("version")},
         "headline": lines,
+        "client_targets": client_lines,
         "summary": summary,
         "clients": clients,
         "runs": rows,
     }
     (output / "latest.json").write_text(json.dumps(report, indent=1) + "\n")
+    markdown = "\n\n".join(render_markdown(rows_) for rows_ in tables)
     (output / "latest.md").write_text(
-        f"Measured {report['when']} at {revision}, on {note}.\n\n{render_markdown(main_rows)}\n\n"
-        f"{render_markdown(ratio_rows)}\n"
+        f"Measured {report['when']} at {revision}, on {note}.\n\n{markdown}\n"
     )
     print(f"\nresults: {_shown(output / 'latest.json')}, {_shown(output / 'latest.md')}")
     if not config.smoke:
-        print(chart(summary, subjects, output / "throughput.png", note))
+        print(chart(summary, [(s.name, s.label) for s in chosen], output / "throughput.png", note))
     if config.profile:
         print(f"profiles of our server: {_shown(config.profile)}/*.txt (figures above are slowed)")
     print(

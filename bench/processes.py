@@ -1,4 +1,4 @@
-"""The processes measured: the servers, started fresh on fresh FIFOs for each measurement."""
+"""The processes measured: servers and clients, started fresh on fresh FIFOs each time."""
 
 from __future__ import annotations
 
@@ -10,43 +10,47 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .cases import BENCH, BUILD, FLOOR_PIPE_SIZE, BenchError, Case
+from .cases import BENCH, BUILD, PIPE_SIZE, ROOT, BenchError, Case
 
 
 @dataclass(frozen=True)
-class Server:
+class Echo:
+    """What the load client sends messages through: a server, or a client's echo example."""
+
     name: str
     label: str
-    command: Callable[[str, str], list[str]]
-    makes_fifos: bool  # the Python servers create their FIFOs; the floor needs them made
+    command: Callable[[str, str], list[str]]  # (the pipe it reads, the pipe it writes)
+    # A server says "ready", is stopped by SIGTERM and has its memory read; a client ends by
+    # itself at end of stream, when the load client closes the pipes.
+    kind: str = "server"
+    makes_fifos: bool = False  # the Python servers create their FIFOs; the others need them
 
 
-def servers(legacy_python: str) -> dict[str, Server]:
+def servers(legacy_python: str) -> dict[str, Echo]:
     echo, pyfloor = str(BENCH / "echo_server.py"), str(BENCH / "pyfloor.py")
+    size = str(PIPE_SIZE)
     return {
-        "floor": Server(
-            "floor", "floor", lambda i, o: [str(BUILD / "floor"), i, o, str(FLOOR_PIPE_SIZE)], False
+        "floor": Echo("floor", "floor", lambda i, o: [str(BUILD / "floor"), i, o, size]),
+        "ours": Echo("ours", "ours", lambda i, o: [sys.executable, echo, i, o], makes_fifos=True),
+        "legacy": Echo(
+            "legacy", "1.0.3", lambda i, o: [legacy_python, echo, i, o], makes_fifos=True
         ),
-        "ours": Server("ours", "ours", lambda i, o: [sys.executable, echo, i, o], True),
-        "legacy": Server("legacy", "1.0.3", lambda i, o: [legacy_python, echo, i, o], True),
-        "pyfloor": Server(
-            "pyfloor",
-            "python floor",
-            lambda i, o: [sys.executable, pyfloor, i, o, str(FLOOR_PIPE_SIZE)],
-            False,
+        "pyfloor": Echo(
+            "pyfloor", "python floor", lambda i, o: [sys.executable, pyfloor, i, o, size]
         ),
     }
 
 
-# pyfloor (a byte echo in Python, no framing) is not in the default set: it shows what any
-# Python server can reach at best, to judge the targets against.
+# pyfloor, a byte echo in Python with no framing, is what any Python server can reach at
+# best: the one-CPU ping-pong target is judged against it.
 SERVER_NAMES = ["floor", "ours", "legacy", "pyfloor"]
-DEFAULT_SERVERS = ["floor", "ours", "legacy"]
+DEFAULT_SERVERS = SERVER_NAMES
 
 
 def status_kib(pid: int, field: str) -> int:
@@ -99,7 +103,7 @@ def pinned(cpu: int | None, argv: list[str]) -> list[str]:
 
 
 def cpus_for(case: Case) -> tuple[int | None, int | None]:
-    """(client CPU, server CPU) for a case."""
+    """(load client's CPU, the echoes' CPU) for a case."""
     if not case.cpus:
         return None, None
     cpus = sorted(os.sched_getaffinity(0))
@@ -108,57 +112,100 @@ def cpus_for(case: Case) -> tuple[int | None, int | None]:
     return cpus[0], cpus[1] if case.cpus == "two" else cpus[0]
 
 
-def run_json_lines(argv: list[str], timeout: float, cpu: int | None = None) -> list[dict[str, Any]]:
-    try:
-        done = subprocess.run(
-            pinned(cpu, argv), check=False, capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired as error:
-        raise BenchError(f"{Path(argv[0]).name} timed out after {timeout:.0f} s") from error
-    if done.returncode != 0:
-        raise BenchError(done.stderr.strip() or f"{argv[0]} exited with {done.returncode}")
-    return [json.loads(line) for line in done.stdout.splitlines()]
+def run_json_lines(
+    argv: list[str], timeout: float, cpu: int | None, watched: list[Running]
+) -> list[dict[str, Any]]:
+    """Run the load client; stop it early, and say why, if an echo it drives has ended."""
+    proc = subprocess.Popen(
+        pinned(cpu, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + timeout
+    out = err = ""
+    while time.monotonic() < deadline:
+        try:
+            out, err = proc.communicate(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            if any(r.proc.poll() is not None for r in watched):
+                # An echo may end as the load client closes its pipes, before the load client
+                # itself exits: that is no fault.
+                deadline = min(deadline, time.monotonic() + 5)
+    if proc.returncode is None:
+        proc.kill()
+        proc.communicate()
+        gone = "; ".join(r.ended() for r in watched if r.proc.poll() is not None)
+        raise BenchError(gone or f"{Path(argv[0]).name} timed out after {timeout:.0f} s")
+    if proc.returncode != 0:
+        raise BenchError(err.strip() or f"{argv[0]} exited with {proc.returncode}")
+    return [json.loads(line) for line in out.splitlines()]
 
 
 class Running:
-    """A fresh server process on fresh FIFOs in `folder`, ready for one measurement."""
+    """A fresh echo process on fresh FIFOs in `folder`, ready for one measurement."""
 
-    def __init__(self, server: Server, folder: str, cpu: int | None) -> None:
-        self.server = server
-        self.in_pipe, self.out_pipe = f"{folder}/in", f"{folder}/out"
-        self.log = Path(folder) / "server.log"
-        if not server.makes_fifos:
-            os.mkfifo(self.in_pipe, 0o600)
-            os.mkfifo(self.out_pipe, 0o600)
+    def __init__(self, echo: Echo, folder: str, cpu: int | None) -> None:
+        self.echo = echo
+        self.to_echo, self.from_echo = f"{folder}/to", f"{folder}/from"
+        self.log = Path(folder) / "echo.log"
+        if not echo.makes_fifos:
+            os.mkfifo(self.to_echo, 0o600)
+            os.mkfifo(self.from_echo, 0o600)
+        server = echo.kind == "server"
         with open(self.log, "w") as log_file:
             self.proc = subprocess.Popen(
-                pinned(cpu, server.command(self.in_pipe, self.out_pipe)),
-                stdout=subprocess.PIPE,
+                pinned(cpu, echo.command(self.to_echo, self.from_echo)),
+                stdout=subprocess.PIPE if server else subprocess.DEVNULL,
                 stderr=log_file,
                 stdin=subprocess.DEVNULL,
                 text=True,
+                cwd=ROOT,
             )
-        try:
-            self.version = wait_ready(self.proc, 30, self.log)
-            self.baseline = reset_peak(self.proc.pid)
-        except BaseException:
-            stop(self.proc)
-            raise
+        self.version, self.baseline = "", 0
+        if server:
+            try:
+                self.version = wait_ready(self.proc, 30, self.log)
+                self.baseline = reset_peak(self.proc.pid)
+            except BaseException:
+                stop(self.proc)
+                raise
 
-    def growth_kib(self) -> int:
-        """Peak resident memory since it was ready, less what it had then."""
+    def ended(self) -> str:
+        return f"{self.echo.label} exited with {self.proc.returncode}: {tail(self.log) or '-'}"
+
+    def figures(self) -> dict[str, Any]:
+        """A server's peak resident memory since it was ready, less what it had then."""
+        if self.echo.kind != "server":
+            return {}
         if self.proc.poll() is not None:
-            raise BenchError(f"server exited with {self.proc.returncode}: {tail(self.log)}")
-        return status_kib(self.proc.pid, "VmHWM") - self.baseline
+            raise BenchError(self.ended())
+        growth = status_kib(self.proc.pid, "VmHWM") - self.baseline
+        return {"rss_growth_kib": growth, "version": self.version}
+
+    def finish(self) -> None:
+        """Stop a server; see a client end by itself, as the load client closed its pipes."""
+        if self.echo.kind == "server":
+            status = stop(self.proc)
+            if status not in (0, -signal.SIGTERM):
+                raise BenchError(
+                    f"{self.echo.label} exited with {status} when stopped: {tail(self.log)}"
+                )
+            return
+        try:
+            status = self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            stop(self.proc)
+            raise BenchError(f"{self.echo.label} did not end at end of stream") from None
+        if status != 0:
+            raise BenchError(self.ended())
 
 
 @contextlib.contextmanager
-def started(server: Server, cpu: int | None = None) -> Iterator[Running]:
+def started(echo: Echo, cpu: int | None = None) -> Iterator[Running]:
     with tempfile.TemporaryDirectory(prefix="pio-bench-") as folder:
-        running = Running(server, folder, cpu)
+        running = Running(echo, folder, cpu)
         try:
             yield running
-        finally:
-            status = stop(running.proc)
-        if status not in (0, -signal.SIGTERM):
-            raise BenchError(f"server exited with {status} when stopped: {tail(running.log)}")
+        except BaseException:
+            stop(running.proc)
+            raise
+        running.finish()

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .cases import CASE_BY_NAME
+from .clients import COMPILED, REFERENCES
 
 METRICS = {
     "pingpong": ["median_us", "p99_us", "rss_growth_kib"],
     "stream": ["msgs_per_s", "mb_per_s", "rss_growth_kib"],
-    "clients": ["msgs_per_s"],
 }
 
 
@@ -35,7 +35,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
         case = CASE_BY_NAME[row["case"]]
         subject = summary.setdefault(case.name, {}).setdefault(row["subject"], {})
         for metric in METRICS[case.mode]:
-            subject.setdefault(metric, []).append(row[metric])
+            if metric in row:  # a client's memory is not measured
+                subject.setdefault(metric, []).append(row[metric])
     return {
         case: {s: {m: spread(v) for m, v in metrics.items()} for s, metrics in subjects.items()}
         for case, subjects in summary.items()
@@ -47,43 +48,85 @@ class Target:
     name: str
     case: str
     metric: str
-    reference: str  # "floor", "legacy", or "size" (divide by the message size)
-    goal: float
-    at_most: bool
+    reference: str  # an echo measured in the same repetition, or "size" (the message size)
+    goal: float | None  # None: a ratio shown for comparison only
+    at_most: bool = False
+    subject: str = "ours"
+    compare: str = ""  # an echo whose ratio is shown beside, without a verdict (1.0.3)
 
 
 TARGETS = [
     Target(
-        "64 B ping-pong RTT, one CPU, ours / floor", "pingpong", "median_us", "floor", 1.10, True
+        "64 B ping-pong RTT, one CPU, ours / python floor",
+        *("pingpong", "median_us", "pyfloor", 1.5, True),
+        compare="legacy",
     ),
     Target(
-        "64 B ping-pong RTT, two CPUs, ours / floor", "pingpong2", "median_us", "floor", 1.10, True
+        "64 B ping-pong RTT, two CPUs, ours / C floor",
+        *("pingpong2", "median_us", "floor", 1.10, True),
+        compare="legacy",
     ),
-    Target("64 B pipelined msgs/s, ours / 1.0.3", "stream64", "msgs_per_s", "legacy", 6.0, False),
-    Target("4 MiB MB/s, ours / floor", "stream4m", "mb_per_s", "floor", 0.85, False),
-    Target("4 MiB RSS growth / message size", "stream4m", "rss_growth_kib", "size", 3.0, True),
+    Target("64 B pipelined msgs/s, ours / 1.0.3", "stream64", "msgs_per_s", "legacy", 10.0),
+    Target("4 MiB MB/s, ours / C floor", "stream4m", "mb_per_s", "floor", 0.95, compare="legacy"),
+    Target(
+        "4 MiB RSS growth / message size",
+        *("stream4m", "rss_growth_kib", "size", 2.0, True),
+        compare="legacy",
+    ),
+    Target(
+        "16 MiB RSS growth / message size",
+        *("stream16m", "rss_growth_kib", "size", 2.0, True),
+        compare="legacy",
+    ),
 ]
 
 
-def headline(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each target's ratio for ours (and, for comparison, 1.0.3). Ratios are taken within each
-    repetition, whose servers ran minutes apart at most, and then their median: the machine
-    drifts between fast and slow wake-ups over minutes, and a ratio of two medians could
-    divide a slow moment by a fast one."""
+def client_targets(names: list[str]) -> list[Target]:
+    """Each client against the C echo: pipelined, and with 16 MiB messages (linear buffers)."""
+    targets = []
+    for name in names:
+        pipelined = None if name in REFERENCES else 0.5 if name in COMPILED else 0.1
+        large = None if name in REFERENCES else 0.5
+        if name != "cecho":
+            targets += [
+                Target(
+                    f"{name}, 64 B", "clients64", "msgs_per_s", "cecho", pipelined, subject=name
+                ),
+                Target(f"{name}, 16 MiB", "clients16m", "mb_per_s", "cecho", large, subject=name),
+            ]
+    return targets
+
+
+def headline(
+    rows: list[dict[str, Any]], targets: list[Target], judged: bool
+) -> list[dict[str, Any]]:
+    """Each target's ratio, with a verdict when the run is `judged`. Ratios are taken within
+    each repetition, whose echoes ran minutes apart at most, and then their median: the
+    machine drifts between fast and slow wake-ups over minutes, and a ratio of two medians
+    could divide a slow moment by a fast one."""
     lines = []
-    for target in TARGETS:
+    for target in targets:
+        ratio = spread(_paired(rows, target, target.subject))
         line: dict[str, Any] = {
             "target": target.name,
-            "goal": ("<= " if target.at_most else ">= ") + f"{target.goal:g}",
+            "case": target.case,
+            "subject": target.subject,
+            "goal": _goal_text(target),
+            "ratio": ratio,
         }
-        for subject in ("ours", "legacy"):
-            ratio = spread(_paired(rows, target, subject)) if subject != target.reference else None
-            if ratio:
-                median = ratio["median"]
-                met = median <= target.goal if target.at_most else median >= target.goal
-                line[subject] = {**ratio, "met": met}
+        if ratio and judged and target.goal is not None:
+            median = ratio["median"]
+            line["met"] = median <= target.goal if target.at_most else median >= target.goal
+        if target.compare:
+            line["compare"] = spread(_paired(rows, target, target.compare))
         lines.append(line)
     return lines
+
+
+def _goal_text(target: Target) -> str:
+    if target.goal is None:
+        return ""
+    return ("<= " if target.at_most else ">= ") + f"{target.goal:g}"
 
 
 def _paired(rows: list[dict[str, Any]], target: Target, subject: str) -> list[float]:

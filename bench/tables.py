@@ -1,11 +1,10 @@
-"""The tables printed and written: figures by case and server, and the targets."""
+"""The tables printed and written: the servers' figures, the targets, the clients."""
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
 from .cases import CASES
-from .clients import CLIENT_ORDER
 
 
 def _si(value: float) -> str:
@@ -40,56 +39,82 @@ def _cell(spread_: dict[str, float] | None, fmt: Callable[[float], str]) -> str:
 
 
 def table(
-    summary: dict[str, dict[str, dict[str, Any]]],
-    subjects: list[tuple[str, str]],
-    clients: dict[str, Any],
+    summary: dict[str, dict[str, dict[str, Any]]], subjects: list[tuple[str, str]]
 ) -> list[list[str]]:
+    """The servers' figures: a row per case and metric, a column per server."""
     rows = [["case", "metric", *[label for _, label in subjects]]]
     for case in CASES:
-        if case.mode == "clients" or case.name not in summary:
+        if case.echoes != "servers" or case.name not in summary:
             continue
         for i, metric in enumerate(SHOWN.get(case.name, ["mb_per_s"])):
             title, fmt = FORMATS[metric]
             cells = [_cell(summary[case.name].get(s, {}).get(metric), fmt) for s, _ in subjects]
             rows.append([case.title if i == 0 else "", title, *cells])
-    if "clients" in summary or clients.get("skipped"):
-        # The clients talk to our server, so their figures go in its column.
-        names = [name for name, _ in subjects]
-        column = names.index("ours") if "ours" in names else 0
-        rows.append(["clients: echo example", "64 B messages/s", *[""] * len(subjects)])
-        for name in CLIENT_ORDER:
-            if name in summary.get("clients", {}):
-                cell = _cell(summary["clients"][name]["msgs_per_s"], _si)
-            elif name in clients.get("failed", {}):
-                cell = "failed"
-            elif name in clients.get("skipped", {}):
-                cell = "missing" if "missing" in clients["skipped"][name] else "not built"
-            else:
-                continue
-            cells = [""] * len(subjects)
-            cells[column] = cell
-            title = "cat (driver's limit)" if name == "cat" else name
-            rows.append(["", f"  {title}", *cells])
     return rows
 
 
-def _ratio_text(value: dict[str, Any] | None) -> str:
+def _ratio_text(value: dict[str, Any] | None, met: bool | None = None) -> str:
     if not value:
         return "-"
     text = f"{value['median']:.2f}"
     if value["n"] > 1:
         text += f" [{value['min']:.2f}-{value['max']:.2f}]"
-    return text + ("" if "met" not in value else "  met" if value["met"] else "  MISSED")
+    return text + ("" if met is None else "  met" if met else "  MISSED")
 
 
 def headline_rows(lines: list[dict[str, Any]]) -> list[list[str]]:
     rows = [["target", "goal", "ours", "1.0.3 (for comparison)"]]
     for line in lines:
-        legacy = line.get("legacy")
-        legacy = {k: v for k, v in legacy.items() if k != "met"} if legacy else None
+        ours = _ratio_text(line["ratio"], line.get("met"))
+        compare = _ratio_text(line["compare"]) if "compare" in line else "-"
+        rows.append([line["target"], line["goal"], ours, compare])
+    return rows
+
+
+def client_rows(
+    summary: dict[str, dict[str, dict[str, Any]]],
+    echoes: list[tuple[str, str]],
+    lines: list[dict[str, Any]],
+    clients: dict[str, Any],
+) -> list[list[str]]:
+    """A row per echo driven by the load client: its figures, and its ratios to the C echo."""
+    ratios = {(line["subject"], line["case"]): line for line in lines}
+
+    def figure(case: str, name: str, metric: str) -> str:
+        if name in clients.get("failed", {}).get(case, []):
+            return "failed"
+        return _cell(summary.get(case, {}).get(name, {}).get(metric), FORMATS[metric][1])
+
+    def ratio(case: str, name: str) -> str:
+        line = ratios.get((name, case))
+        if not line:
+            return ""
+        goal = f" (goal {line['goal']})" if line["goal"] else ""
+        return _ratio_text(line["ratio"], line.get("met")) + goal
+
+    rows = [
+        [
+            "echo",
+            "64 B stream, messages/s",
+            "/ C echo",
+            "64 B ping-pong, one CPU, RTT µs",
+            "16 MiB stream, MB/s",
+            "/ C echo",
+        ]
+    ]
+    for name, label in echoes:
         rows.append(
-            [line["target"], line["goal"], _ratio_text(line.get("ours")), _ratio_text(legacy)]
+            [
+                label,
+                figure("clients64", name, "msgs_per_s"),
+                ratio("clients64", name),
+                figure("clientsrtt", name, "median_us"),
+                figure("clients16m", name, "mb_per_s"),
+                ratio("clients16m", name),
+            ]
         )
+    for name, why in clients.get("skipped", {}).items():
+        rows.append([name, f"skipped: {why}", "", "", "", ""])
     return rows
 
 

@@ -2,7 +2,7 @@
 # a part of it: make bench CASES=pingpong SERVERS=ours,floor REPS=1 SECONDS=1
 # where it spends its time: make bench-profile CASES=stream64,stream4m
 BENCH_BUILD := $(BUILD)/bench
-BENCH_BINS := $(BENCH_BUILD)/loadclient $(BENCH_BUILD)/floor
+BENCH_BINS := $(BENCH_BUILD)/loadclient $(BENCH_BUILD)/floor $(BENCH_BUILD)/cecho
 BENCH_CFLAGS := -std=c11 -O2 -Wall -Wextra -Werror -pthread
 # pipe-io-server 1.0.3 has our import name, so it lives in a venv of its own.
 LEGACY_VENV := .venv-legacy
@@ -11,11 +11,7 @@ BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_ARGS = $(if $(CASES),--cases $(CASES)) $(if $(SERVERS),--servers $(SERVERS)) \
   $(if $(REPS),--reps $(REPS)) $(if $(SECONDS),--seconds $(SECONDS))
 
-$(BENCH_BUILD)/loadclient: bench/loadclient.c
-	@mkdir -p $(@D)
-	$(CC) $(BENCH_CFLAGS) -o $@ $<
-
-$(BENCH_BUILD)/floor: bench/floor.c
+$(BENCH_BINS): $(BENCH_BUILD)/%: bench/%.c
 	@mkdir -p $(@D)
 	$(CC) $(BENCH_CFLAGS) -o $@ $<
 
