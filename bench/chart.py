@@ -22,9 +22,9 @@ def chart(
         plt: Any = importlib.import_module("matplotlib.pyplot")
     except ImportError:
         return "no chart: matplotlib is missing (pip install -e '.[bench]')"
-    sweep = [c for c in CASES if c.mode == "stream" and c.name in summary]
+    sweep = [c for c in CASES if c.mode == "stream" and c.echoes == "servers" and c.name in summary]
     if not sweep:
-        return "no chart: no stream case was run"
+        return "no chart: no stream case of the servers was run"
     fig, ax = plt.subplots(figsize=(8, 5))
     for subject, label in subjects:
         points = [

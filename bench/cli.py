@@ -15,6 +15,7 @@ import os
 import platform
 import subprocess
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -38,7 +39,14 @@ from .clients import prepare_clients
 from .measure import measure
 from .processes import DEFAULT_SERVERS, SERVER_NAMES, Echo, servers
 from .summary import TARGETS, client_targets, headline, summarise
-from .tables import client_rows, headline_rows, render_markdown, render_text, table
+from .tables import (
+    client_rows,
+    headline_rows,
+    render_markdown,
+    render_text,
+    skipped_notes,
+    table,
+)
 
 WHOLE_REPS = 5  # repetitions a run needs for verdicts, and to replace bench/results
 
@@ -151,7 +159,20 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def main() -> int:
+@dataclass
+class Plan:
+    """What a run measures, and what it may conclude."""
+
+    config: argparse.Namespace
+    cases: list[Case]
+    servers: list[Echo]
+    echoes: list[Echo]  # the clients' cases: references first, then the clients that run here
+    skipped: dict[str, str]  # clients that cannot run here, and why
+    judged: bool  # verdicts need medians of several repetitions: not smoke, not profiled
+    whole: bool  # every case and the default servers: it may replace bench/results
+
+
+def _plan() -> Plan:
     config = _arguments()
     cases = [CASE_BY_NAME[n] for n in _names(config.cases, list(CASE_BY_NAME), ALIASES)]
     server_names = _names(config.servers, SERVER_NAMES, {})
@@ -159,16 +180,47 @@ def main() -> int:
         raise SystemExit(f"{config.legacy_python} is missing: `make bench` installs 1.0.3 there")
     if config.profile:
         config.profile.mkdir(parents=True, exist_ok=True)
-    # Verdicts need medians of several repetitions; a smoke run or a profiled one gives none.
     judged = not (config.smoke or config.profile) and config.reps >= WHOLE_REPS
     whole = judged and len(cases) == len(CASES) and server_names == DEFAULT_SERVERS
-    all_servers = servers(config.legacy_python)
-    chosen = [all_servers[name] for name in server_names]
+    every_server = servers(config.legacy_python)
     echoes: list[Echo] = []
-    clients: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
     if any(case.echoes == "clients" for case in cases):
-        echoes, clients["skipped"] = prepare_clients()
+        echoes, skipped = prepare_clients()
+    chosen = [every_server[name] for name in server_names]
+    return Plan(config, cases, chosen, echoes, skipped, judged, whole)
 
+
+def _results(plan: Plan, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    failed: dict[str, list[str]] = {}
+    for row in rows:
+        if "error" in row and CASE_BY_NAME[row["case"]].echoes == "clients":
+            failed.setdefault(row["case"], []).append(row["subject"])
+    echo_names = [echo.name for echo in plan.echoes]
+    return {
+        "headline": headline(rows, TARGETS, plan.judged),
+        "client_targets": headline(rows, client_targets(echo_names), plan.judged),
+        "summary": summarise(rows),
+        "clients": {"skipped": plan.skipped, "failed": failed},
+        "runs": rows,
+    }
+
+
+def _tables(plan: Plan, results: dict[str, Any]) -> list[list[list[str]]]:
+    tables = []
+    summary = results["summary"]
+    if any(case.echoes == "servers" for case in plan.cases):
+        subjects = [(s.name, s.label) for s in plan.servers]
+        tables += [table(summary, subjects), headline_rows(results["headline"])]
+    if plan.echoes or plan.skipped:
+        echoes = [(e.name, e.label) for e in plan.echoes]
+        tables.append(client_rows(summary, echoes, results["client_targets"], results["clients"]))
+    return tables
+
+
+def main() -> int:
+    plan = _plan()
+    config = plan.config
     machine, revision = _machine(), _revision()
     started = time.monotonic()
     print(
@@ -176,40 +228,30 @@ def main() -> int:
         f"{config.count} round trips; load average {machine['loadavg_start'][0]:.2f}",
         flush=True,
     )
-    rows = run_all(config, cases, chosen, echoes)
+    rows = run_all(config, plan.cases, plan.servers, plan.echoes)
     machine["loadavg_end"] = os.getloadavg()
-    clients["failed"] = {}
-    for row in rows:
-        if "error" in row and CASE_BY_NAME[row["case"]].echoes == "clients":
-            clients["failed"].setdefault(row["case"], []).append(row["subject"])
-    summary = summarise(rows)
-    lines = headline(rows, TARGETS, judged)
-    client_lines = headline(rows, client_targets([e.name for e in echoes]), judged)
-    note = (
-        f"{machine['cpus']} CPUs ({machine['cpu']}), Linux {machine['kernel']}, "
-        f"{config.reps} repetitions, load average {machine['loadavg_start'][0]:.2f} at start"
+    results = _results(plan, rows)
+    tables = _tables(plan, results)
+    notes = "".join(f"\n- {note}" for note in skipped_notes(results["clients"]))
+    print(
+        "\n" + "\n\n".join(render_text(rows_) for rows_ in tables) + (f"\n{notes}" if notes else "")
     )
-    tables = [table(summary, [(s.name, s.label) for s in chosen]), headline_rows(lines)]
-    if echoes or clients["skipped"]:
-        echo_names = [(e.name, e.label) for e in echoes]
-        tables.append(client_rows(summary, echo_names, client_lines, clients))
-    print("\n" + "\n\n".join(render_text(rows_) for rows_ in tables))
-    if not judged:
+    if not plan.judged:
         print(f"\nno verdicts: they need {WHOLE_REPS} repetitions, not smoke or profiled")
     errors = [row for row in rows if "error" in row]
     for row in errors:
         print(f"ERROR rep {row['rep']} {row['case']} {row['subject']}: {row['error']}")
     # Only a whole run without errors replaces the committed results; others go under build/.
     kind = "smoke" if config.smoke else "failed" if errors else "partial"
-    output = config.output or (RESULTS if whole and not errors else BUILD / kind)
+    output = config.output or (RESULTS if plan.whole and not errors else BUILD / kind)
     output.mkdir(parents=True, exist_ok=True)
     report = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine,
         "revision": revision,
         "config": {
-            "cases": [c.name for c in cases],
-            "servers": server_names,
+            "cases": [c.name for c in plan.cases],
+            "servers": [s.name for s in plan.servers],
             "reps": config.reps,
             "seconds": config.seconds,
             "pingpong_count": config.count,
@@ -218,20 +260,20 @@ def main() -> int:
             "wall_seconds": round(time.monotonic() - started, 1),
         },
         "versions": {r["subject"]: r["version"] for r in rows if r.get("version")},
-        "headline": lines,
-        "client_targets": client_lines,
-        "summary": summary,
-        "clients": clients,
-        "runs": rows,
+        **results,
     }
+    note = (
+        f"{machine['cpus']} CPUs ({machine['cpu']}), Linux {machine['kernel']}, "
+        f"{config.reps} repetitions, load average {machine['loadavg_start'][0]:.2f} at start"
+    )
     (output / "latest.json").write_text(json.dumps(report, indent=1) + "\n")
     markdown = "\n\n".join(render_markdown(rows_) for rows_ in tables)
-    (output / "latest.md").write_text(
-        f"Measured {report['when']} at {revision}, on {note}.\n\n{markdown}\n"
-    )
+    title = f"Measured {report['when']} at {revision}, on {note}."
+    (output / "latest.md").write_text(f"{title}\n\n{markdown}\n{notes}\n")
     print(f"\nresults: {_shown(output / 'latest.json')}, {_shown(output / 'latest.md')}")
     if not config.smoke:
-        print(chart(summary, [(s.name, s.label) for s in chosen], output / "throughput.png", note))
+        subjects = [(s.name, s.label) for s in plan.servers]
+        print(chart(results["summary"], subjects, output / "throughput.png", note))
     if config.profile:
         print(f"profiles of our server: {_shown(config.profile)}/*.txt (figures above are slowed)")
     print(

@@ -73,7 +73,8 @@ def _skip_reason(name: str, entry: dict[str, Any]) -> str:
         timeout=600,
     )
     if done.returncode != 0:
-        return "build failed: " + (done.stderr.strip().splitlines() or ["?"])[-1]
+        last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:]
+        return f"build failed with status {done.returncode}" + "".join(f": {t}" for t in last)
     return ""
 
 

@@ -71,6 +71,13 @@ def headline_rows(lines: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
+CLIENT_COLUMNS = [  # (case, metric, title, whether its ratio to the C echo follows)
+    ("clients64", "msgs_per_s", "64 B stream, messages/s", True),
+    ("clientsrtt", "median_us", "64 B ping-pong, one CPU, RTT µs", False),
+    ("clients16m", "mb_per_s", "16 MiB stream, MB/s", True),
+]
+
+
 def client_rows(
     summary: dict[str, dict[str, dict[str, Any]]],
     echoes: list[tuple[str, str]],
@@ -79,43 +86,39 @@ def client_rows(
 ) -> list[list[str]]:
     """A row per echo driven by the load client: its figures, and its ratios to the C echo."""
     ratios = {(line["subject"], line["case"]): line for line in lines}
+    failed: dict[str, list[str]] = clients.get("failed", {})
+    columns = [c for c in CLIENT_COLUMNS if c[0] in summary or c[0] in failed]
 
     def figure(case: str, name: str, metric: str) -> str:
-        if name in clients.get("failed", {}).get(case, []):
+        if name in failed.get(case, []):
             return "failed"
         return _cell(summary.get(case, {}).get(name, {}).get(metric), FORMATS[metric][1])
 
     def ratio(case: str, name: str) -> str:
         line = ratios.get((name, case))
-        if not line:
+        if not line or not line["ratio"]:
             return ""
         goal = f" (goal {line['goal']})" if line["goal"] else ""
         return _ratio_text(line["ratio"], line.get("met")) + goal
 
-    rows = [
-        [
-            "echo",
-            "64 B stream, messages/s",
-            "/ C echo",
-            "64 B ping-pong, one CPU, RTT µs",
-            "16 MiB stream, MB/s",
-            "/ C echo",
-        ]
-    ]
+    header = ["echo"]
+    for _, _, title, with_ratio in columns:
+        header += [title, "/ C echo"] if with_ratio else [title]
+    rows = [header]
     for name, label in echoes:
-        rows.append(
-            [
-                label,
-                figure("clients64", name, "msgs_per_s"),
-                ratio("clients64", name),
-                figure("clientsrtt", name, "median_us"),
-                figure("clients16m", name, "mb_per_s"),
-                ratio("clients16m", name),
-            ]
-        )
-    for name, why in clients.get("skipped", {}).items():
-        rows.append([name, f"skipped: {why}", "", "", "", ""])
+        row = [label]
+        for case, metric, _, with_ratio in columns:
+            row.append(figure(case, name, metric))
+            if with_ratio:
+                row.append(ratio(case, name))
+        rows.append(row)
+    for name in clients.get("skipped", {}):
+        rows.append([name, "skipped", *[""] * (len(header) - 2)])
     return rows
+
+
+def skipped_notes(clients: dict[str, Any]) -> list[str]:
+    return [f"{name} skipped: {why}" for name, why in clients.get("skipped", {}).items()]
 
 
 def render_text(rows: list[list[str]]) -> str:
