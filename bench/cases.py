@@ -61,3 +61,9 @@ SMOKE_CASES = ["pingpong", "pingpong2", "stream64", "stream4m", *ALIASES["client
 
 class BenchError(Exception):
     pass
+
+
+def shown(path: Path) -> str:
+    """A path as the user would type it from the repository root."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)

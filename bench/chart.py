@@ -6,7 +6,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from .cases import CASES, ROOT
+from .cases import CASES, shown
 
 
 def chart(
@@ -55,4 +55,4 @@ def chart(
     fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     tmp.replace(path)
-    return f"chart: {path.relative_to(ROOT)}"
+    return f"chart: {shown(path)}"

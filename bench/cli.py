@@ -33,11 +33,12 @@ from .cases import (
     WINDOW,
     BenchError,
     Case,
+    shown,
 )
 from .chart import chart
 from .clients import prepare_clients
 from .measure import measure
-from .processes import DEFAULT_SERVERS, SERVER_NAMES, Echo, servers
+from .processes import DEFAULT_SERVERS, SERVER_ALIASES, SERVER_NAMES, Echo, servers
 from .summary import TARGETS, client_targets, headline, summarise
 from .tables import (
     client_rows,
@@ -99,7 +100,7 @@ def _arguments() -> argparse.Namespace:
     add(
         "--servers",
         default=",".join(DEFAULT_SERVERS),
-        help="comma-separated: " + ", ".join(SERVER_NAMES),
+        help="comma-separated: " + ", ".join([*SERVER_NAMES, *SERVER_ALIASES]),
     )
     add("--reps", type=int, default=WHOLE_REPS, help=f"repetitions (default {WHOLE_REPS})")
     add("--seconds", type=float, default=2.0, help="length of each stream (default 2)")
@@ -155,10 +156,6 @@ def _attempt(
     return [{**row, **result} for row, result in zip(rows, results)]
 
 
-def _shown(path: Path) -> str:
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
 @dataclass
 class Plan:
     """What a run measures, and what it may conclude."""
@@ -175,7 +172,7 @@ class Plan:
 def _plan() -> Plan:
     config = _arguments()
     cases = [CASE_BY_NAME[n] for n in _names(config.cases, list(CASE_BY_NAME), ALIASES)]
-    server_names = _names(config.servers, SERVER_NAMES, {})
+    server_names = _names(config.servers, SERVER_NAMES, SERVER_ALIASES)
     if "legacy" in server_names and not Path(config.legacy_python).exists():
         raise SystemExit(f"{config.legacy_python} is missing: `make bench` installs 1.0.3 there")
     if config.profile:
@@ -270,12 +267,12 @@ def main() -> int:
     markdown = "\n\n".join(render_markdown(rows_) for rows_ in tables)
     title = f"Measured {report['when']} at {revision}, on {note}."
     (output / "latest.md").write_text(f"{title}\n\n{markdown}\n{notes}\n")
-    print(f"\nresults: {_shown(output / 'latest.json')}, {_shown(output / 'latest.md')}")
+    print(f"\nresults: {shown(output / 'latest.json')}, {shown(output / 'latest.md')}")
     if not config.smoke:
         subjects = [(s.name, s.label) for s in plan.servers]
         print(chart(results["summary"], subjects, output / "throughput.png", note))
     if config.profile:
-        print(f"profiles of our server: {_shown(config.profile)}/*.txt (figures above are slowed)")
+        print(f"profiles of our server: {shown(config.profile)}/*.txt")
     print(
         f"took {time.monotonic() - started:.0f} s; load average now {machine['loadavg_end'][0]:.2f}"
     )

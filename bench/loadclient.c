@@ -208,10 +208,12 @@ static void pingpong(struct server *servers, int n_servers, size_t size, long co
         qsort(mine, (size_t)count, sizeof *mine, compare_u64);
         for (long i = 0; i < count; i++)
             sum += (double)mine[i];
-        printf("{\"mode\": \"pingpong\", \"size\": %zu, \"count\": %ld, \"median_us\": %.3f, "
-               "\"p99_us\": %.3f, \"min_us\": %.3f, \"mean_us\": %.3f}\n",
-               size, count, percentile_us(mine, count, 50), percentile_us(mine, count, 99),
-               (double)mine[0] / 1000.0, sum / (double)count / 1000.0);
+        long blocks = (count + BLOCK - 1) / BLOCK;
+        printf("{\"mode\": \"pingpong\", \"size\": %zu, \"count\": %ld, \"round_trips\": %ld, "
+               "\"median_us\": %.3f, \"p99_us\": %.3f, \"min_us\": %.3f, \"mean_us\": %.3f}\n",
+               size, count, count + warmup + blocks * BLOCK_WARMUP, percentile_us(mine, count, 50),
+               percentile_us(mine, count, 99), (double)mine[0] / 1000.0,
+               sum / (double)count / 1000.0);
     }
     free(msg);
     free(back);

@@ -8,11 +8,24 @@ from typing import Any
 
 from .cases import BUILD, CLIENT_WINDOW, PIPE_SIZE, WINDOW, BenchError, Case
 from .processes import Echo, cpus_for, run_json_lines, started, tail
-from .profiling import profiled
+from .profiling import Profile, thread_cpu_ns
 
 
 def measure(group: list[Echo], case: Case, config: argparse.Namespace) -> list[dict[str, Any]]:
-    """Fresh echo processes, one run of the load client against them all."""
+    """Fresh echo processes, one run of the load client against them all. When profiling, a
+    second run samples our server: sampling slows it, so the first run gives the figures."""
+    results = _run(group, case, config)
+    ours = [i for i, echo in enumerate(group) if echo.name == "ours"]
+    if config.profile and ours:
+        profile = Profile(config.profile / f"{case.name}.folded")
+        _run(group, case, config, profile)
+        profile.write(case.title, results[ours[0]]["cpu_us"])
+    return results
+
+
+def _run(
+    group: list[Echo], case: Case, config: argparse.Namespace, profile: Profile | None = None
+) -> list[dict[str, Any]]:
     client_cpu, echo_cpu = cpus_for(case)
     with contextlib.ExitStack() as stack:
         running = [stack.enter_context(started(echo, echo_cpu)) for echo in group]
@@ -29,16 +42,26 @@ def measure(group: list[Echo], case: Case, config: argparse.Namespace) -> list[d
             window = WINDOW if case.echoes == "servers" else CLIENT_WINDOW
             argv += ["--seconds", str(config.seconds), "--window", str(window)]
             timeout = config.seconds + 90
-        ours = [echo.proc.pid for echo in running if echo.echo.name == "ours"]
-        folded = config.profile / f"{case.name}.folded" if config.profile and ours else None
-        with profiled(ours[0] if ours else 0, folded):
+        argv += ["--timeout", str(int(timeout))]
+        sampling: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if profile:
+            pid = next(r.proc.pid for r in running if r.echo.name == "ours")
+            sampling = profile.sampling(pid)
+            argv = ["chrt", "--idle", "0", *argv]  # see profiling.py
+        servers = [r.echo.kind == "server" for r in running]
+        before = [
+            sum(thread_cpu_ns(r.proc.pid).values()) if s else 0 for r, s in zip(running, servers)
+        ]
+        with sampling:
             try:
-                results = run_json_lines(
-                    [*argv, "--timeout", str(int(timeout))], timeout + 10, client_cpu, running
-                )
+                results = run_json_lines(argv, timeout + 10, client_cpu, running)
             except BenchError as error:
                 logs = "; ".join(f"{r.echo.label}: {tail(r.log) or '-'}" for r in running)
                 raise BenchError(f"{error} (output: {logs})") from None
-        for echo, result in zip(running, results):
+        for echo, result, cpu_ns in zip(running, results, before):
+            if echo.echo.kind == "server":  # a client may have ended: its /proc is gone
+                messages = result.get("round_trips") or result["messages"]
+                used = sum(thread_cpu_ns(echo.proc.pid).values()) - cpu_ns
+                result["cpu_us"] = used / 1000 / max(messages, 1)
             result.update(echo.figures())
     return results

@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,9 +34,9 @@ class Echo:
 
 
 def servers(legacy_python: str) -> dict[str, Echo]:
-    echo, pyfloor = str(BENCH / "echo_server.py"), str(BENCH / "pyfloor.py")
+    echo, pyfloor, ladder = (str(BENCH / f) for f in ("echo_server.py", "pyfloor.py", "ladder.py"))
     size = str(PIPE_SIZE)
-    return {
+    found = {
         "floor": Echo("floor", "floor", lambda i, o: [str(BUILD / "floor"), i, o, size]),
         "ours": Echo("ours", "ours", lambda i, o: [sys.executable, echo, i, o], makes_fifos=True),
         "legacy": Echo(
@@ -45,12 +46,25 @@ def servers(legacy_python: str) -> dict[str, Echo]:
             "pyfloor", "python floor", lambda i, o: [sys.executable, pyfloor, i, o, size]
         ),
     }
+    for step in LADDER_STEPS:
+        command = partial(_ladder_command, ladder, step, size)
+        found[f"ladder-{step}"] = Echo(f"ladder-{step}", f"+{step}", command)
+    return found
+
+
+def _ladder_command(ladder: str, step: str, size: str, to_echo: str, from_echo: str) -> list[str]:
+    return [sys.executable, ladder, step, to_echo, from_echo, size]
 
 
 # pyfloor, a byte echo in Python with no framing, is what any Python server can reach at
 # best: the one-CPU ping-pong target is judged against it.
-SERVER_NAMES = ["floor", "ours", "legacy", "pyfloor"]
-DEFAULT_SERVERS = SERVER_NAMES
+DEFAULT_SERVERS = ["floor", "ours", "legacy", "pyfloor"]
+# bench/ladder.py's steps, from the Python floor to ours (bench-profile).
+LADDER_STEPS = ["poll", "framing", "dispatch", "lock"]
+SERVER_NAMES = [*DEFAULT_SERVERS, *(f"ladder-{step}" for step in LADDER_STEPS)]
+SERVER_ALIASES = {
+    "ladder": ["floor", "pyfloor", *(f"ladder-{step}" for step in LADDER_STEPS), "ours"]
+}
 
 
 def status_kib(pid: int, field: str) -> int:
@@ -134,9 +148,9 @@ def run_json_lines(
         proc.kill()
         proc.communicate()
         gone = "; ".join(r.ended() for r in watched if r.proc.poll() is not None)
-        raise BenchError(gone or f"{Path(argv[0]).name} timed out after {timeout:.0f} s")
+        raise BenchError(gone or f"the load client timed out after {timeout:.0f} s")
     if proc.returncode != 0:
-        raise BenchError(err.strip() or f"{argv[0]} exited with {proc.returncode}")
+        raise BenchError(err.strip() or f"the load client exited with {proc.returncode}")
     return [json.loads(line) for line in out.splitlines()]
 
 

@@ -10,8 +10,8 @@ from .cases import CASE_BY_NAME
 from .clients import COMPILED, REFERENCES
 
 METRICS = {
-    "pingpong": ["median_us", "p99_us", "rss_growth_kib"],
-    "stream": ["msgs_per_s", "mb_per_s", "rss_growth_kib"],
+    "pingpong": ["median_us", "p99_us", "cpu_us", "rss_growth_kib"],
+    "stream": ["msgs_per_s", "mb_per_s", "cpu_us", "rss_growth_kib"],
 }
 
 

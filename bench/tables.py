@@ -20,11 +20,12 @@ FORMATS: dict[str, tuple[str, Callable[[float], str]]] = {
     "msgs_per_s": ("messages/s", _si),
     "mb_per_s": ("MB/s", lambda v: f"{v:,.0f}"),
     "rss_growth_kib": ("RSS growth, MiB", lambda v: f"{v / 1024:.1f}"),
+    "cpu_us": ("server CPU per message, µs", lambda v: f"{v:.2f}"),
 }
 SHOWN = {
-    "pingpong": ["median_us", "p99_us"],
-    "pingpong2": ["median_us", "p99_us"],
-    "stream64": ["msgs_per_s", "mb_per_s", "rss_growth_kib"],
+    "pingpong": ["median_us", "p99_us", "cpu_us"],
+    "pingpong2": ["median_us", "p99_us", "cpu_us"],
+    "stream64": ["msgs_per_s", "mb_per_s", "cpu_us", "rss_growth_kib"],
     "stream4m": ["mb_per_s", "rss_growth_kib"],
     "stream16m": ["mb_per_s", "rss_growth_kib"],
 }
