@@ -1,4 +1,4 @@
-"""Our server's message path rebuilt one step at a time: `python ladder.py STEP IN OUT [PIPE_SIZE]`.
+"""Our server's message path rebuilt a step at a time: `python -m bench.ladder STEP IN OUT [SIZE]`.
 
 Each step adds one cost to the step before it, starting from pyfloor.py's byte echo:
 
@@ -16,14 +16,14 @@ pipes' capacity when told, and waits for a signal after end of file.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import select
-import signal
 import sys
 import threading
 
 from pipe_io_server.framing import Decoder
+
+from bench.pyfloor import close_and_wait, open_pipes
 
 STEPS = ["poll", "framing", "dispatch", "lock"]
 READ_SIZE = 1024 * 1024
@@ -89,16 +89,9 @@ def echo(step: int, source: int, sink: int) -> None:
 
 def main() -> None:
     step = STEPS.index(sys.argv[1]) + 1
-    print("ready", flush=True)
-    source = os.open(sys.argv[2], os.O_RDONLY)
-    sink = os.open(sys.argv[3], os.O_WRONLY)
-    if len(sys.argv) > 4:
-        for fd in (source, sink):
-            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, int(sys.argv[4]))
+    source, sink = open_pipes(sys.argv[2:])
     echo(step, source, sink)
-    os.close(source)
-    os.close(sink)
-    signal.pause()
+    close_and_wait(source, sink)
 
 
 if __name__ == "__main__":

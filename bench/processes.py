@@ -34,7 +34,7 @@ class Echo:
 
 
 def servers(legacy_python: str) -> dict[str, Echo]:
-    echo, pyfloor, ladder = (str(BENCH / f) for f in ("echo_server.py", "pyfloor.py", "ladder.py"))
+    echo, pyfloor = str(BENCH / "echo_server.py"), str(BENCH / "pyfloor.py")
     size = str(PIPE_SIZE)
     found = {
         "floor": Echo("floor", "floor", lambda i, o: [str(BUILD / "floor"), i, o, size]),
@@ -47,13 +47,13 @@ def servers(legacy_python: str) -> dict[str, Echo]:
         ),
     }
     for step in LADDER_STEPS:
-        command = partial(_ladder_command, ladder, step, size)
+        command = partial(_ladder_command, step, size)
         found[f"ladder-{step}"] = Echo(f"ladder-{step}", f"+{step}", command)
     return found
 
 
-def _ladder_command(ladder: str, step: str, size: str, to_echo: str, from_echo: str) -> list[str]:
-    return [sys.executable, ladder, step, to_echo, from_echo, size]
+def _ladder_command(step: str, size: str, to_echo: str, from_echo: str) -> list[str]:
+    return [sys.executable, "-m", "bench.ladder", step, to_echo, from_echo, size]  # from ROOT
 
 
 # pyfloor, a byte echo in Python with no framing, is what any Python server can reach at
