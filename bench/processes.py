@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .cases import BENCH, BUILD, PIPE_SIZE, ROOT, BenchError, Case
+from .ladder import STEPS as LADDER_STEPS  # from the Python floor to ours (bench-profile)
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,6 @@ def _ladder_command(step: str, size: str, to_echo: str, from_echo: str) -> list[
 # pyfloor, a byte echo in Python with no framing, is what any Python server can reach at
 # best: the one-CPU ping-pong target is judged against it.
 DEFAULT_SERVERS = ["floor", "ours", "legacy", "pyfloor"]
-# bench/ladder.py's steps, from the Python floor to ours (bench-profile).
-LADDER_STEPS = ["poll", "framing", "dispatch", "lock"]
 SERVER_NAMES = [*DEFAULT_SERVERS, *(f"ladder-{step}" for step in LADDER_STEPS)]
 SERVER_ALIASES = {
     "ladder": ["floor", "pyfloor", *(f"ladder-{step}" for step in LADDER_STEPS), "ours"]
