@@ -261,7 +261,8 @@ def main() -> int:
     }
     note = (
         f"{machine['cpus']} CPUs ({machine['cpu']}), Linux {machine['kernel']}, "
-        f"{config.reps} repetitions, load average {machine['loadavg_start'][0]:.2f} at start"
+        f"{config.reps} repetitions, load average {machine['loadavg_start'][0]:.2f} at start, "
+        f"{machine['loadavg_end'][0]:.2f} at the end"
     )
     (output / "latest.json").write_text(json.dumps(report, indent=1) + "\n")
     markdown = "\n\n".join(render_markdown(rows_) for rows_ in tables)
