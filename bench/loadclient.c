@@ -1,17 +1,20 @@
 /*
- * Load client for the benchmarks: drives echo servers through their two FIFOs and prints
- * one line of JSON per server. IN is the pipe a server reads (we write it), OUT the pipe it
- * writes (we read it), in the order of `pipe-io-server serve IN OUT`.
+ * Load client for the benchmarks: drives echoes through their two FIFOs and prints one line
+ * of JSON per echo. IN is the pipe the echo reads (we write it), OUT the pipe it writes (we
+ * read it). For a server that is `pipe-io-server serve IN OUT`; for a client's echo example,
+ * which takes its receive pipe first, it is `echo IN OUT`: then this program plays the
+ * server's side, and --pipe-size gives the pipes the capacity our server gives them.
  *
  *   loadclient pingpong IN OUT [IN OUT ...] [--size B] [--count N] [--warmup N] [--timeout S]
- *       one message in flight; round-trip times in microseconds. With several servers they
+ *       one message in flight; round-trip times in microseconds. With several echoes they
  *       take turns in blocks of BLOCK round trips, so that they all meet the machine in the
  *       same states: on a virtual machine the cost of a wake-up drifts over minutes.
  *   loadclient stream IN OUT [--size B] [--seconds S] [--window B] [--timeout S]
  *       a writer thread and a reader thread; messages per second and MB/s of payload
+ *   --pipe-size B (either mode) sets the capacity of both pipes once they are open.
  *
  * A message is --size payload bytes plus its newline. The stream's writer keeps at most
- * --window bytes (and at least two messages) unanswered, so the servers are compared at
+ * --window bytes (and at least two messages) unanswered, so the echoes are compared at
  * the same depth and none of them is asked to queue without bound.
  */
 #define _GNU_SOURCE
@@ -38,6 +41,8 @@ struct server {
     const char *in_path, *out_path;
     int in_fd, out_fd;
 };
+
+static int pipe_size; /* --pipe-size; 0 leaves the pipes as they are */
 
 static void fail(const char *format, ...)
 {
@@ -130,6 +135,10 @@ static void open_server(struct server *s)
     pthread_join(thread, &error);
     if (error)
         fail("open %s: %s", s->out_path, (const char *)error);
+    if (pipe_size && (fcntl(s->in_fd, F_SETPIPE_SZ, pipe_size) < 0 ||
+                      fcntl(s->out_fd, F_SETPIPE_SZ, pipe_size) < 0))
+        fail("cannot set the capacity of %s and %s to %d bytes: %s", s->in_path, s->out_path,
+             pipe_size, strerror(errno));
 }
 
 static void close_server(struct server *s)
@@ -199,10 +208,12 @@ static void pingpong(struct server *servers, int n_servers, size_t size, long co
         qsort(mine, (size_t)count, sizeof *mine, compare_u64);
         for (long i = 0; i < count; i++)
             sum += (double)mine[i];
-        printf("{\"mode\": \"pingpong\", \"size\": %zu, \"count\": %ld, \"median_us\": %.3f, "
-               "\"p99_us\": %.3f, \"min_us\": %.3f, \"mean_us\": %.3f}\n",
-               size, count, percentile_us(mine, count, 50), percentile_us(mine, count, 99),
-               (double)mine[0] / 1000.0, sum / (double)count / 1000.0);
+        long blocks = (count + BLOCK - 1) / BLOCK;
+        printf("{\"mode\": \"pingpong\", \"size\": %zu, \"count\": %ld, \"round_trips\": %ld, "
+               "\"median_us\": %.3f, \"p99_us\": %.3f, \"min_us\": %.3f, \"mean_us\": %.3f}\n",
+               size, count, count + warmup + blocks * BLOCK_WARMUP, percentile_us(mine, count, 50),
+               percentile_us(mine, count, 99), (double)mine[0] / 1000.0,
+               sum / (double)count / 1000.0);
     }
     free(msg);
     free(back);
@@ -320,7 +331,8 @@ static void stream(struct server *server, size_t size, double seconds, uint64_t 
 static const char usage[] =
     "usage: loadclient pingpong IN OUT [IN OUT ...] [--size B] [--count N] [--warmup N]\n"
     "                           [--timeout S]\n"
-    "       loadclient stream IN OUT [--size B] [--seconds S] [--window B] [--timeout S]\n";
+    "       loadclient stream IN OUT [--size B] [--seconds S] [--window B] [--timeout S]\n"
+    "       either mode: [--pipe-size B]\n";
 
 static double number(const char *option, const char *text)
 {
@@ -362,6 +374,8 @@ int main(int argc, char **argv)
             window = value;
         else if (!strcmp(argv[i], "--timeout"))
             timeout = value;
+        else if (!strcmp(argv[i], "--pipe-size"))
+            pipe_size = (int)value;
         else
             fail("unknown option %s\n%s", argv[i], usage);
     }

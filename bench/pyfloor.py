@@ -12,13 +12,26 @@ import signal
 import sys
 
 
-def main() -> None:
+def open_pipes(argv: list[str]) -> tuple[int, int]:
+    """Say ready, open IN and OUT (argv: IN OUT [PIPE_SIZE]) and give them the capacity asked."""
     print("ready", flush=True)
-    source = os.open(sys.argv[1], os.O_RDONLY)
-    sink = os.open(sys.argv[2], os.O_WRONLY)
-    if len(sys.argv) > 3:
+    source = os.open(argv[0], os.O_RDONLY)
+    sink = os.open(argv[1], os.O_WRONLY)
+    if len(argv) > 2:
         for fd in (source, sink):
-            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, int(sys.argv[3]))
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, int(argv[2]))
+    return source, sink
+
+
+def close_and_wait(source: int, sink: int) -> None:
+    """After end of file: the runner reads the peak memory, then ends the process."""
+    os.close(source)
+    os.close(sink)
+    signal.pause()
+
+
+def main() -> None:
+    source, sink = open_pipes(sys.argv[1:])
     # One buffer for every read: os.read() would allocate and free a buffer each time,
     # which above malloc's mmap threshold costs about 10 us a round trip.
     buffer = memoryview(bytearray(1024 * 1024))
@@ -26,9 +39,7 @@ def main() -> None:
         view = buffer[:count]
         while view:
             view = view[os.write(sink, view) :]
-    os.close(source)
-    os.close(sink)
-    signal.pause()
+    close_and_wait(source, sink)
 
 
 if __name__ == "__main__":
