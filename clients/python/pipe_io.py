@@ -252,8 +252,7 @@ def _check(path: str, purpose: str, waited: float) -> None:
     except OSError as error:
         raise _open_error(path, purpose, error.errno) from None
     if not stat.S_ISFIFO(mode):
-        cause = f"not a FIFO (it is {_kind(mode)})"
-        raise NotAFifoError(errno.EINVAL, f"cannot open {path} for {purpose}: {cause}", path)
+        raise _not_a_fifo(path, purpose, mode)
     # With the effective ids where the system can, as open() itself will use them.
     effective = os.access in os.supports_effective_ids
     if not os.access(path, _SIDES[purpose][0], effective_ids=effective):
@@ -262,9 +261,15 @@ def _check(path: str, purpose: str, waited: float) -> None:
 
 def _open(path: str, purpose: str) -> int:
     try:
-        return os.open(path, _SIDES[purpose][1] | os.O_CLOEXEC)
+        fd = os.open(path, _SIDES[purpose][1] | os.O_CLOEXEC)
     except OSError as error:
         raise _open_error(path, purpose, error.errno) from error
+    # The path may have been swapped since the check: what was opened must be a FIFO too.
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISFIFO(mode):
+        os.close(fd)
+        raise _not_a_fifo(path, purpose, mode)
+    return fd
 
 
 _CAUSES: dict[int, tuple[type[OpenError], str]] = {
@@ -280,7 +285,7 @@ def _open_error(path: str, purpose: str, code: int | None, cause: str = "") -> O
     return kind(code, f"cannot open {path} for {purpose}: {cause or usual}", path)
 
 
-def _kind(mode: int) -> str:
+def _not_a_fifo(path: str, purpose: str, mode: int) -> NotAFifoError:
     kinds = (
         (stat.S_ISREG, "a regular file"),
         (stat.S_ISDIR, "a directory"),
@@ -288,4 +293,6 @@ def _kind(mode: int) -> str:
         (stat.S_ISBLK, "a block device"),
         (stat.S_ISSOCK, "a socket"),
     )
-    return next((name for test, name in kinds if test(mode)), "another kind of file")
+    kind = next((name for test, name in kinds if test(mode)), "another kind of file")
+    cause = f"not a FIFO (it is {kind})"
+    return NotAFifoError(errno.EINVAL, f"cannot open {path} for {purpose}: {cause}", path)
