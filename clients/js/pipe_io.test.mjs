@@ -101,7 +101,9 @@ async function serverWriter(file) {
 
 /** Writes raw bytes; resolves once the pipe has them. */
 function write(socket, bytes) {
-  return new Promise((resolve, reject) => socket.write(bytes, (err) => (err ? reject(err) : resolve())));
+  return new Promise((resolve, reject) => {
+    socket.write(bytes, (err) => (err ? reject(err) : resolve()));
+  });
 }
 
 /** Writes raw bytes and closes, so the client reads them and then end of file. */
@@ -335,11 +337,8 @@ test('the send pipe is opened first, then the receive pipe', TIMEOUT, async () =
   await withFifos(async (pipes) => {
     // Blocking opens in this order meet a client that opens in the same order only.
     const got = path.join(pipes.dir, 'got');
-    const peer = spawn(
-      'sh',
-      ['-c', 'exec 3<"$1" 4>"$2"; echo welcome >&4; exec 4>&-; cat <&3 >"$3"', 'sh', pipes.inp, pipes.out, got],
-      { stdio: 'ignore' },
-    );
+    const script = 'exec 3<"$1" 4>"$2"; echo welcome >&4; exec 4>&-; cat <&3 >"$3"';
+    const peer = spawn('sh', ['-c', script, 'sh', pipes.inp, pipes.out, got], { stdio: 'ignore' });
     const pio = await PipeIO.open(pipes.out, pipes.inp);
     assert.equal(await pio.recvText({ timeout: 20_000 }), 'welcome');
     await pio.send('thanks');
