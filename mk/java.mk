@@ -21,8 +21,8 @@ test-java: $(STAMP)
 	$(JAVAC) -d $(BUILD)/java-test $(JAVA_SRC)/*.java
 	PIPE_IO_SERVER=$(abspath $(BIN)/pipe-io-server) timeout 180 java -cp $(BUILD)/java-test pipeio.PipeIOTest
 
-$(eval $(call client-gate,java,javac java,apt-get install -y default-jdk-headless))
+$(eval $(call client-gate,java,javac java,apt-get install -y openjdk-17-jdk-headless))
 AUTO_INSTALL_LANGS += java
-AUTO_INSTALL_java := apt-get install -y default-jdk-headless
+AUTO_INSTALL_java := apt-get install -y openjdk-17-jdk-headless
 
 .PHONY: lint-java test-java
