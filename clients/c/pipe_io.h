@@ -166,7 +166,7 @@ static long long pio_now_ms(void)
 }
 
 /* What is left of timeout_ms until deadline, never more than timeout_ms itself (a clock that
- * stepped back cannot stretch the wait) and never less than 0. */
+ * stepped back cannot stretch one poll beyond it) and never less than 0. */
 static int pio_left_ms(long long deadline, int timeout_ms)
 {
     long long left = deadline - pio_now_ms();
