@@ -1,5 +1,6 @@
 # C client (clients/c): strict compiles as C99, as two translation units and from C++;
-# the native tests and the echo example run under AddressSanitizer and UBSan.
+# the native tests and the echo example run under AddressSanitizer and UBSan, against raw
+# peers and the reference server from the virtual environment.
 C_DIR := clients/c
 C_OUT := $(BUILD)/c
 C_STRICT := -std=c99 -Wall -Wextra -Werror -pedantic
@@ -15,12 +16,14 @@ lint-c:
 	g++ $(CXX_STRICT) -o $(C_OUT)/cplusplus $(C_DIR)/tests/cplusplus.cpp $(C_OUT)/pipe_io.o
 	$(C_OUT)/cplusplus
 
-test-c:
+test-c: $(STAMP)
 	mkdir -p $(C_OUT)
 	gcc $(C_STRICT) $(C_SANITIZE) -o $(C_OUT)/echo-sanitized $(C_DIR)/echo.c
 	gcc $(C_STRICT) $(C_SANITIZE) -o $(C_OUT)/test_pipe_io $(C_DIR)/test_pipe_io.c
-	$(C_OUT)/test_pipe_io $(C_OUT)/echo-sanitized
+	PIPE_IO_SERVER=$(abspath $(BIN)/pipe-io-server) $(C_OUT)/test_pipe_io $(C_OUT)/echo-sanitized
 
-LINT_TARGETS += lint-c
-TEST_TARGETS += test-c
+$(eval $(call client-gate,c,gcc g++,apt-get install -y gcc g++))
+AUTO_INSTALL_LANGS += c
+AUTO_INSTALL_c := apt-get install -y gcc g++
+
 .PHONY: lint-c test-c

@@ -1,6 +1,7 @@
 # The Java client: compile the rendered copy under clients/java with every lint as an error,
 # against the Java 11 API it promises, plus a render into another package (which proves the
-# package name reaches every file); then run its framework-free tests.
+# package name reaches every file); then run its framework-free tests, which run the
+# reference server from the virtual environment.
 
 JAVA_SRC := clients/java/pipeio
 JAVAC := javac --release 11 -Xlint:all -Werror
@@ -15,12 +16,13 @@ lint-java: $(STAMP)
 	$(JAVAC) -d $(JAVA_ALT)/classes $(JAVA_ALT)/src/com/example/ipc/*.java
 	test -f $(JAVA_ALT)/classes/com/example/ipc/PipeIO.class
 
-test-java:
+test-java: $(STAMP)
 	rm -rf $(BUILD)/java-test
 	$(JAVAC) -d $(BUILD)/java-test $(JAVA_SRC)/*.java
-	timeout 120 java -cp $(BUILD)/java-test pipeio.PipeIOTest
+	PIPE_IO_SERVER=$(abspath $(BIN)/pipe-io-server) timeout 180 java -cp $(BUILD)/java-test pipeio.PipeIOTest
 
-LINT_TARGETS += lint-java
-TEST_TARGETS += test-java
+$(eval $(call client-gate,java,javac java,apt-get install -y openjdk-17-jdk-headless))
+AUTO_INSTALL_LANGS += java
+AUTO_INSTALL_java := apt-get install -y openjdk-17-jdk-headless
 
 .PHONY: lint-java test-java

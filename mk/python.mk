@@ -1,5 +1,6 @@
 # The Python client: lint and test the rendered copy under clients/python.
 # mypy checks it against the oldest Python it still supports (3.10); the client runs on 3.9.
+# Its tests run the reference server from the virtual environment.
 
 lint-python: $(STAMP)
 	$(BIN)/ruff check clients/python
@@ -7,9 +8,8 @@ lint-python: $(STAMP)
 	$(BIN)/mypy --strict --python-version 3.10 clients/python
 
 test-python: $(STAMP)
-	$(PY) -m pytest clients/python
+	PIPE_IO_SERVER=$(abspath $(BIN)/pipe-io-server) $(PY) -m pytest clients/python
 
-LINT_TARGETS += lint-python
-TEST_TARGETS += test-python
+$(eval $(call client-gate,python,python3,apt-get install -y python3))
 
 .PHONY: lint-python test-python

@@ -5,7 +5,8 @@
 #
 # Echo example: sends every message it receives back unchanged, until end of stream.
 #   echo.sh RECV_PIPE SEND_PIPE
-# RECV_PIPE is the server's out_pipe, SEND_PIPE its in_pipe.
+# RECV_PIPE is the server's out_pipe, SEND_PIPE its in_pipe. It waits up to 5 seconds for the
+# pipes to appear, so it may start before the server.
 
 # shellcheck source=pipe_io.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/pipe_io.sh" || exit 1
@@ -18,7 +19,7 @@ fi
 # A send to a server that has gone then fails with status 1 instead of ending the script.
 trap '' PIPE
 
-pio_open "$1" "$2" || exit 1
+pio_open "$1" "$2" 5 || exit 1
 pio_each pio_send
 status=$?
 pio_close

@@ -3,12 +3,14 @@
 # SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 #
-# pipe_io.sh: a pipe-io-server client for bash 4.1 or later (protocol 2).
+# pipe_io.sh: a pipe-io-server client for bash 4.1 or later (protocol 2);
+# a receive with a deadline needs bash 5.0.
 # Source it, then call the pio_* functions:
 #
 #   source pipe_io.sh
-#   pio_open /run/app/out /run/app/in || exit 1
-#   while pio_recv message; do pio_send "got: $message"; done
+#   pio_open /tmp/app-out /tmp/app-in 5 || exit 1   # waits up to 5 s for the pipes
+#   pio_send hello
+#   pio_recv reply 2                                 # status 124: nothing whole within 2 s
 #   pio_close
 #
 # A client for pipe-io-server: two named pipes, one message per line. A message is any
@@ -16,12 +18,15 @@
 # else, CR and NUL included, is payload.
 #
 # Bash variables cannot hold NUL bytes, so a NUL in a received message is lost; every other
-# byte passes untouched. Statuses: 0 success, 1 end of stream or a failed write, 2 misuse.
+# byte passes untouched. Statuses: 0 success, 1 end of stream or a failed write, 2 misuse,
+# 124 a receive that timed out.
 
-# The file descriptors pio_open opened; empty while that side is closed. Read them (to poll
-# with `read -t 0 -u "$PIO_RECV_FD"`, say) but leave closing them to pio_close.
+# The file descriptors pio_open opened; empty while that side is closed. Leave reading and
+# closing them to pio_recv and pio_close: after a timeout, the start of the next message is
+# kept here, in _PIO_PARTIAL, not in the pipe.
 PIO_RECV_FD=
 PIO_SEND_FD=
+_PIO_PARTIAL=
 
 # Bash writes through a stdio buffer whose size is set by the first file it writes to: 1 KiB
 # for a terminal. Setting it now, on /dev/null, to 4 KiB keeps each message of up to
@@ -34,12 +39,24 @@ _pio_error() {
 
 # Looks before opening: a missing path opened for writing would be created as a regular file,
 # and a regular file would be read or written instead of a pipe.
-_pio_check() { # PATH -r|-w PURPOSE
+_pio_check() { # PATH -r|-w PURPOSE WAITED_SECONDS
   local problem=
   if [[ ! -e $1 ]]; then
     problem=missing
+    [[ -z $4 ]] || problem+=" (waited $4 s for it to appear)"
   elif [[ ! -p $1 ]]; then
-    problem="not a FIFO"
+    problem="not a FIFO (it is another kind of file)"
+    if [[ -f $1 ]]; then
+      problem="not a FIFO (it is a regular file)"
+    elif [[ -d $1 ]]; then
+      problem="not a FIFO (it is a directory)"
+    elif [[ -c $1 ]]; then
+      problem="not a FIFO (it is a character device)"
+    elif [[ -b $1 ]]; then
+      problem="not a FIFO (it is a block device)"
+    elif [[ -S $1 ]]; then
+      problem="not a FIFO (it is a socket)"
+    fi
   elif ! test "$2" "$1"; then
     problem="permission denied"
   fi
@@ -49,24 +66,46 @@ _pio_check() { # PATH -r|-w PURPOSE
   fi
 }
 
-# pio_open RECV_PIPE SEND_PIPE
+# Whether $1 is a number of seconds, as `read -t` takes them: 5, 0.5, .25
+_pio_seconds() {
+  [[ $1 =~ ^([0-9]+|[0-9]*\.[0-9]+)$ ]]
+}
+
+_pio_milliseconds() { # SECONDS VARIABLE: sets VARIABLE to SECONDS in whole milliseconds
+  local whole=${1%%.*} fraction=000
+  [[ $1 != *.* ]] || fraction=${1#*.}000
+  printf -v "$2" %d $((10#0$whole * 1000 + 10#${fraction:0:3}))
+}
+
+# pio_open RECV_PIPE SEND_PIPE [WAIT]
 # Opens the pipe to receive from (the server's out_pipe) and the pipe to send to (the
 # server's in_pipe); either may be left out to open one side only. Opening blocks until
 # the server has its end open, whichever side starts first.
-# Pass "" or - to leave a side out.
+# Pass "" or - to leave a side out. WAIT, in seconds (default 0), lets the server create the
+# pipes later: each path is looked at every 20 ms until it is a FIFO, for up to WAIT seconds
+# in all, before the opens.
 # Opening fails with an error that names the path and the cause: missing, not a FIFO,
 # permission denied.
 pio_open() {
-  if (($# != 2)); then
-    _pio_error "usage: pio_open RECV_PIPE SEND_PIPE"
+  if (($# < 2 || $# > 3)) || ! _pio_seconds "${3-0}"; then
+    _pio_error "usage: pio_open RECV_PIPE SEND_PIPE [WAIT_SECONDS]"
     return 2
   fi
-  local recv=$1 send=$2
+  local recv=$1 send=$2 wait=${3-0} path ms naps
   [[ $recv == - ]] && recv=
   [[ $send == - ]] && send=
   pio_close
-  if [[ -n $send ]]; then _pio_check "$send" -w sending || return 1; fi
-  if [[ -n $recv ]]; then _pio_check "$recv" -r receiving || return 1; fi
+  _pio_milliseconds "$wait" ms
+  ((ms > 0)) || wait=
+  # Counting 20 ms naps keeps to builtins but `sleep`; a busy machine may stretch the wait.
+  naps=$(((ms + 19) / 20))
+  for path in "$send" "$recv"; do
+    while [[ -n $path && ! -p $path ]] && ((naps-- > 0)); do
+      sleep 0.02
+    done
+  done
+  if [[ -n $send ]]; then _pio_check "$send" -w sending "$wait" || return 1; fi
+  if [[ -n $recv ]]; then _pio_check "$recv" -r receiving "$wait" || return 1; fi
   # Appending never truncates a file that replaced the FIFO since the check.
   if [[ -n $send ]] && ! exec {PIO_SEND_FD}>>"$send"; then
     pio_close
@@ -100,27 +139,79 @@ pio_send() {
   printf '%s\n' "$1" 1>&"$PIO_SEND_FD" 2>/dev/null
 }
 
-# pio_recv VARIABLE
+# pio_recv VARIABLE [TIMEOUT]
 # Receives the next message, without its newline. An empty message is a message. At end
 # of stream (the server closed its end) it reports end of stream instead; an
 # unterminated tail left at end of stream is not a message and is dropped.
 # The message goes into VARIABLE; at end of stream VARIABLE is set empty and the status is 1.
+# With TIMEOUT, in seconds as `read -t` takes them, the status is 124 and VARIABLE is set
+# empty when no whole message came in time; the bytes of a message already read are kept for
+# the next pio_recv, which returns the message whole. TIMEOUT 0 takes only what has arrived.
 pio_recv() {
-  # read would store into its own temporary IFS or LC_ALL, and evaluate an array subscript.
-  if (($# != 1)) || [[ ! $1 =~ ^[A-Za-z_][A-Za-z0-9_]*$ || $1 == IFS || $1 == LC_ALL ]]; then
-    _pio_error "usage: pio_recv VARIABLE (a plain variable name, not IFS or LC_ALL)"
+  # read would store into its own temporary IFS or LC_ALL, and evaluate an array subscript;
+  # a name of our own locals would be set and lost.
+  if (($# < 1 || $# > 2)) || [[ ! $1 =~ ^[A-Za-z_][A-Za-z0-9_]*$ || $1 == IFS ||
+    $1 == LC_ALL || $1 == _pio_* ]] || { (($# == 2)) && ! _pio_seconds "$2"; }; then
+    _pio_error "usage: pio_recv VARIABLE [TIMEOUT_SECONDS] (a plain name, not IFS, LC_ALL or _pio_*)"
     return 2
   fi
   if [[ -z $PIO_RECV_FD ]]; then
     _pio_error "pio_recv: no pipe open for receiving"
     return 2
   fi
-  # In a UTF-8 locale read takes a byte that starts a multibyte character together with the
-  # byte after it, even a newline; byte semantics keep the newline a delimiter. read returns 1
-  # at end of stream, also when it stored an unterminated tail, which is then cleared.
-  LC_ALL=C IFS= read -r -u "$PIO_RECV_FD" -- "$1" && return
-  printf -v "$1" ''
-  return 1
+  if (($# == 2)) && [[ -z ${EPOCHREALTIME-} ]]; then
+    _pio_error "pio_recv: a timeout needs bash 5.0 or later (EPOCHREALTIME)"
+    return 2
+  fi
+  local _pio_status _pio_line=
+  if (($# == 1)); then
+    # In a UTF-8 locale read takes a byte that starts a multibyte character together with the
+    # byte after it, even a newline; byte semantics keep the newline a delimiter. read returns
+    # 1 at end of stream, also when it stored an unterminated tail, which is then dropped.
+    LC_ALL=C IFS= read -r -u "$PIO_RECV_FD" _pio_line
+    _pio_status=$?
+  else
+    _pio_read_until "$2"
+    _pio_status=$?
+  fi
+  if ((_pio_status == 0)); then
+    printf -v "$1" %s "$_PIO_PARTIAL$_pio_line"
+  else
+    printf -v "$1" ''
+  fi
+  if ((_pio_status != 124)); then
+    _PIO_PARTIAL=
+    ((_pio_status == 0)) || _pio_status=1
+  fi
+  return "$_pio_status"
+}
+
+# Reads byte by byte into _PIO_PARTIAL until a newline (status 0), end of stream (1) or the
+# deadline (124). `read -t` on a whole line can drop the newline that ends it when the
+# deadline passes just as it arrives (bash 5.2 does), gluing two messages together;
+# `read -N 1` keeps every byte it has read, a newline too.
+_pio_read_until() { # SECONDS
+  local ms now left wait byte status deadline
+  _pio_milliseconds "$1" ms
+  deadline=$((${EPOCHREALTIME/[.,]/} + ms * 1000))
+  while :; do
+    now=${EPOCHREALTIME/[.,]/}
+    ((ms == 0 || now < deadline)) || return 124
+    # A timeout of 0 still takes the bytes that are already there: those that come within 1 ms.
+    left=$((deadline - now > 1000 ? deadline - now : 1000))
+    printf -v wait %d.%06d $((left / 1000000)) $((left % 1000000))
+    LC_ALL=C IFS= read -r -N 1 -t "$wait" -u "$PIO_RECV_FD" byte
+    status=$?
+    if [[ $byte == $'\n' ]]; then
+      return 0
+    elif [[ -n $byte ]]; then
+      _PIO_PARTIAL+=$byte
+    elif ((status > 128)); then
+      return 124
+    else
+      return 1
+    fi
+  done
 }
 
 # pio_each HANDLER
@@ -136,9 +227,9 @@ pio_each() {
     _pio_error "pio_each: no pipe open for receiving"
     return 2
   fi
-  local _pio_message
-  while pio_recv _pio_message; do
-    "$1" "$_pio_message" || return
+  local pio_each_message
+  while pio_recv pio_each_message; do
+    "$1" "$pio_each_message" || return
   done
 }
 
@@ -149,4 +240,5 @@ pio_close() {
   if [[ -n $PIO_RECV_FD ]]; then exec {PIO_RECV_FD}<&-; fi
   PIO_SEND_FD=
   PIO_RECV_FD=
+  _PIO_PARTIAL=
 }

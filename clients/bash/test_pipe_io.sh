@@ -4,7 +4,8 @@
 # SPDX-License-Identifier: MIT
 #
 # Tests for pipe_io.sh and echo.sh. Each case runs in a bash of its own under `timeout`, in a
-# temporary folder, and plays the server with background processes on FIFOs there.
+# temporary folder, and plays the server with background processes on FIFOs there; the cases
+# named *reference_server* run `pipe-io-server serve`, found on PATH or named by PIPE_IO_SERVER.
 #   test_pipe_io.sh            run every case
 #   test_pipe_io.sh CASE...    run the named cases (the test_* functions below)
 
@@ -197,6 +198,12 @@ test_each() {
 test_misuse() {
   check "pio_recv with nothing open says so" test "$(pio_recv x 2>&1)" = \
     "pipe_io: pio_recv: no pipe open for receiving"
+  pio_recv _pio_status 2>/dev/null
+  check_eq "pio_recv refuses a name of its own locals" "$?" 2
+  pio_recv x soon 2>/dev/null
+  check_eq "pio_recv refuses a timeout that is not a number" "$?" 2
+  pio_open - - 1s 2>/dev/null
+  check_eq "pio_open refuses a wait that is not a number" "$?" 2
   check "pio_send with nothing open says so" test "$(pio_send x 2>&1)" = \
     "pipe_io: pio_send: no pipe open for sending"
   mkfifo recv
@@ -216,17 +223,175 @@ test_open_errors() {
   check_eq "a missing pipe fails" "$?" 1
   check_eq "naming path and cause" "$err" "pipe_io: cannot open nowhere for receiving: missing"
   err=$(pio_open - nowhere 2>&1)
-  check "a missing pipe to send to fails" contains "$err" "nowhere for sending: missing"
+  check_eq "a missing pipe to send to" "$err" "pipe_io: cannot open nowhere for sending: missing"
   check "and is not created" test ! -e nowhere
   printf 'keep me\n' >regular
   err=$(pio_open regular - 2>&1)
-  check "a regular file is refused" contains "$err" "regular for receiving: not a FIFO"
+  check_eq "a regular file is refused" "$err" \
+    "pipe_io: cannot open regular for receiving: not a FIFO (it is a regular file)"
   err=$(pio_open - regular 2>&1)
-  check "a regular file to send to is refused" contains "$err" "regular for sending: not a FIFO"
+  check_eq "a regular file to send to is refused" "$err" \
+    "pipe_io: cannot open regular for sending: not a FIFO (it is a regular file)"
   check_eq "and left untouched" "$(<regular)" "keep me"
   mkdir folder
   err=$(pio_open folder - 2>&1)
-  check "a folder is refused" contains "$err" "folder for receiving: not a FIFO"
+  check_eq "a folder is refused" "$err" \
+    "pipe_io: cannot open folder for receiving: not a FIFO (it is a directory)"
+  err=$(pio_open nowhere regular 2>&1)
+  check_eq "with two bad paths the send path is named" "$err" \
+    "pipe_io: cannot open regular for sending: not a FIFO (it is a regular file)"
+  err=$(pio_open regular nowhere 2>&1)
+  check_eq "whichever is wrong" "$err" "pipe_io: cannot open nowhere for sending: missing"
+}
+
+test_open_order() {
+  mkfifo recv send
+  # Blocking opens in this order meet a client that opens in the same order only.
+  timeout 5 bash -c 'exec 3<send 4>recv; printf "welcome\n" >&4; exec 4>&-; cat <&3 >got.txt' &
+  local message
+  check "open both sides" pio_open recv send
+  pio_recv message 5
+  check_eq "the peer that opens in_pipe first answers" "$message" welcome
+  pio_send thanks
+  pio_close
+  wait
+  check_eq "and hears back" "$(<got.txt)" thanks
+}
+
+test_open_wait() {
+  local err started=$SECONDS
+  err=$(pio_open - nowhere 0.3 2>&1)
+  check_eq "a wait that runs out fails" "$?" 1
+  check_eq "naming the wait" "$err" \
+    "pipe_io: cannot open nowhere for sending: missing (waited 0.3 s for it to appear)"
+  printf 'keep me\n' >regular
+  err=$(pio_open regular - 0.1 2>&1)
+  check_eq "a path that stays a regular file" "$err" \
+    "pipe_io: cannot open regular for receiving: not a FIFO (it is a regular file)"
+  { sleep 0.3 && mkfifo late && drain late got.bin; } &
+  check "the open finds a FIFO that appears later" pio_open - late 20
+  pio_send "found it"
+  pio_close
+  wait
+  check_eq "and sends through it" "$(<got.bin)" "found it"
+  check "well within the wait" test $((SECONDS - started)) -lt 15
+}
+
+test_recv_timeout() {
+  mkfifo recv
+  local message status to_client
+  # Held open for reading and writing, the FIFO lets this shell write while pio_recv reads.
+  exec {to_client}<>recv
+  pio_open recv -
+  printf 'whole\nsplit ' >&"$to_client"
+  pio_recv message 20
+  check_eq "a whole message within the deadline" "$?:$message" "0:whole"
+  pio_recv message 0.2
+  check_eq "half a message is a timeout, status 124, nothing in the variable" "$?:$message" "124:"
+  printf 'message\nnext' >&"$to_client"
+  pio_recv message 20
+  check_eq "the message split across the deadline comes whole" "$?:$message" "0:split message"
+  pio_recv message 0
+  check_eq "a timeout of 0 with half a message" "$?:$message" "124:"
+  pio_recv message 0
+  check_eq "and again" "$?:$message" "124:"
+  printf ' one\n\n' >&"$to_client"
+  pio_recv message 0
+  check_eq "a timeout of 0 takes what is there" "$?:$message" "0:next one"
+  pio_recv message 0
+  check_eq "an empty message is not a timeout" "$?:$message" "0:"
+  printf 'first half, ' >&"$to_client"
+  pio_recv message 0.1
+  status=$?
+  { sleep 0.2 && printf 'second half\ntail' >&"$to_client"; } &
+  exec {to_client}>&-
+  check_eq "it times out" "$status" 124
+  pio_recv message
+  check_eq "a receive without a timeout then returns it whole" "$?:$message" \
+    "0:first half, second half"
+  wait
+  pio_recv message 5
+  check_eq "end of stream is not a timeout" "$?:$message" "1:"
+  pio_close
+}
+
+test_recv_timeout_many_cuts() {
+  mkfifo recv
+  local message got=() status timeouts=0 expected=()
+  # A writer that trickles three messages out in pieces, while the reader keeps timing out.
+  {
+    local piece text
+    for text in "$(printf 'a%.0s' {1..300})" '' "$(printf 'b%.0s' {1..200})"; do
+      text+=$'\n'
+      while [[ -n $text ]]; do
+        piece=${text:0:7}
+        text=${text:7}
+        printf %s "$piece"
+        sleep 0.003
+      done
+    done
+  } >recv &
+  pio_open recv -
+  while :; do
+    pio_recv message 0.002
+    status=$?
+    if ((status == 124)); then
+      ((timeouts += 1))
+      continue
+    fi
+    ((status == 0)) || break
+    got+=("$message")
+  done
+  wait
+  pio_close
+  expected=("$(printf 'a%.0s' {1..300})" '' "$(printf 'b%.0s' {1..200})")
+  check_eq "every message arrives whole, however often the deadline cut it" \
+    "$(quoted "${got[@]}")" "$(quoted "${expected[@]}")"
+  check "the deadline did cut them" test "$timeouts" -gt 0
+}
+
+# The reference server: PIPE_IO_SERVER, or pipe-io-server on PATH.
+reference_server() {
+  server=${PIPE_IO_SERVER:-$(command -v pipe-io-server)}
+  [[ -n $server ]] || printf 'ok - # skip: pipe-io-server is not on PATH and PIPE_IO_SERVER is not set\n'
+  [[ -n $server ]]
+}
+
+test_reference_server() {
+  local server message
+  reference_server || return 0
+  (sleep 0.3 && exec "$server" serve in out) &
+  local server_pid=$!
+  check "the open waits for the server to create its pipes" pio_open out in 20
+  pio_send "late but here"
+  pio_recv message 20
+  check_eq "the server echoes" "$?:$message" "0:late but here"
+  pio_recv message 0.2
+  check_eq "a silent server is a timeout" "$?" 124
+  kill -TERM "$server_pid"
+  pio_recv message 20
+  check_eq "a stopped server is end of stream" "$?" 1
+  wait "$server_pid"
+  check_eq "the server exits 0" "$?" 0
+  pio_close
+}
+
+test_echo_before_reference_server() {
+  local server
+  reference_server || return 0
+  # The server runs this script: its first line goes to the echo, the echo's answer comes back
+  # on its standard input, and when it exits the server stops.
+  # shellcheck disable=SC2016 # the script expands $line itself
+  printf '%s\n' 'echo hello' 'IFS= read -r line' 'printf "%s\n" "$line" >got.txt' >once.sh
+  timeout 20 "$here/echo.sh" out in 2>err.txt &
+  local echo_pid=$!
+  sleep 0.5
+  timeout 20 "$server" serve in out --exec "sh once.sh"
+  check_eq "the server ends with its script" "$?" 0
+  wait "$echo_pid"
+  check_eq "the echo started before the server exits 0" "$?" 0
+  check_eq "after answering it" "$(<got.txt)" hello
+  check_eq "and says nothing on stderr" "$(<err.txt)" ""
 }
 
 test_permission_denied() {
@@ -250,6 +415,11 @@ test_permission_denied() {
   local script='source ./pipe_io.sh; pio_open "$1" "$2"'
   check "a pipe without read permission is refused" test \
     "$("${as[@]}" "$BASH" -c "$script" _ locked - 2>&1)" = \
+    "pipe_io: cannot open locked for receiving: permission denied"
+  mkfifo other
+  chmod 666 other
+  check "before the open of the other pipe, which has no peer, can block" test \
+    "$("${as[@]}" timeout 5 "$BASH" -c "$script" _ locked other 2>&1)" = \
     "pipe_io: cannot open locked for receiving: permission denied"
   check "a pipe without write permission is refused" test \
     "$("${as[@]}" "$BASH" -c "$script" _ - locked 2>&1)" = \
@@ -302,14 +472,16 @@ test_echo_server_gone() {
 
 test_echo_errors() {
   local err
-  err=$(timeout 5 "$here/echo.sh" nowhere - 2>&1)
+  err=$(timeout 20 "$here/echo.sh" nowhere - 2>&1)
   check_eq "echo exits 1 for a missing pipe" "$?" 1
-  check_eq "and says which and why" "$err" "pipe_io: cannot open nowhere for receiving: missing"
+  check_eq "after waiting 5 s for it" "$err" \
+    "pipe_io: cannot open nowhere for receiving: missing (waited 5 s for it to appear)"
   touch regular
   mkfifo recv
-  err=$(timeout 5 "$here/echo.sh" recv regular 2>&1)
+  err=$(timeout 20 "$here/echo.sh" recv regular 2>&1)
   check_eq "echo exits 1 for a regular file" "$?" 1
-  check_eq "and says which and why" "$err" "pipe_io: cannot open regular for sending: not a FIFO"
+  check_eq "and says which and why" "$err" \
+    "pipe_io: cannot open regular for sending: not a FIFO (it is a regular file)"
 }
 
 # Runs one case in a fresh folder and adds its checks to the totals; a case that ends with a

@@ -5,6 +5,7 @@
  *
  * Echo client: sends every message it receives back to the server, unchanged and in order.
  * Usage: echo RECV_PIPE SEND_PIPE (the server's out_pipe, then its in_pipe).
+ * It waits up to 5 seconds for the pipes to appear, so it may start before the server.
  * Exits 0 at end of stream or when the server goes away, 1 on any other error.
  */
 #define PIO_IMPLEMENTATION
@@ -13,6 +14,8 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+
+#define WAIT_MS 5000
 
 static int echo(char *data, size_t len, void *conn)
 {
@@ -29,7 +32,7 @@ int main(int argc, char **argv)
     }
     /* A server that has gone must come back as EPIPE from pio_send, not kill us. */
     signal(SIGPIPE, SIG_IGN);
-    if (pio_open(&conn, argv[1], argv[2]) != 0) {
+    if (pio_open_wait(&conn, argv[1], argv[2], WAIT_MS) != 0) {
         fprintf(stderr, "echo: %s\n", conn.error);
         return 1;
     }

@@ -39,12 +39,24 @@ typedef struct pio_conn {
  * Opens the pipe to receive from (the server's out_pipe) and the pipe to send to (the
  * server's in_pipe); either may be left out to open one side only. Opening blocks until
  * the server has its end open, whichever side starts first.
- * Pass NULL for a side you do not need. The send side is opened first.
+ * Pass NULL for a side you do not need. Both paths are checked, the send path first,
+ * before either open blocks; then the send side is opened, then the receive side.
  * Returns 0, or -1 with errno set and conn->error naming the path and the cause:
- * missing (ENOENT), not a FIFO (EINVAL), permission denied (EACCES). After a failure
- * nothing is left open; pio_close is still safe to call.
+ *     cannot open PATH for sending: missing                                  (ENOENT)
+ *     cannot open PATH for receiving: not a FIFO (it is a regular file)      (EINVAL)
+ *     cannot open PATH for sending: permission denied                        (EACCES)
+ * After a failure nothing is left open; pio_close is still safe to call.
  */
 int pio_open(pio_conn *conn, const char *recv_path, const char *send_path);
+
+/*
+ * pio_open for a server that may not have created its pipes yet: each path is looked at
+ * every 20 ms until it is a FIFO, for up to wait_ms milliseconds in all, and then opened as
+ * pio_open does. A path still missing then gives ENOENT and
+ *     cannot open PATH for sending: missing (waited 5 s for it to appear)
+ */
+int pio_open_wait(pio_conn *conn, const char *recv_path, const char *send_path,
+                  int wait_ms);
 
 /*
  * Sends one message: writes it followed by a newline and flushes at once. A message
@@ -69,6 +81,15 @@ int pio_send_str(pio_conn *conn, const char *text);
  * pio_close on this connection.
  */
 int pio_recv(pio_conn *conn, char **data, size_t *len);
+
+/*
+ * pio_recv with a deadline: waits (with poll) at most timeout_ms milliseconds in all for a
+ * whole message. When none has come by then it returns -1 with errno ETIMEDOUT, and
+ * conn->error says so; the bytes of a message already read stay buffered, and a later call
+ * returns the message whole. 0 takes only what has already arrived; a negative timeout
+ * waits as long as it takes, like pio_recv.
+ */
+int pio_recv_timeout(pio_conn *conn, char **data, size_t *len, int timeout_ms);
 
 /*
  * Calls the handler with every message received, until end of stream.
@@ -97,12 +118,15 @@ void pio_close(pio_conn *conn);
  * the implementation needs no feature-test macro and may be included anywhere. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Writes the error text, keeps errno, and returns -1 for the caller to pass on. */
@@ -126,6 +150,75 @@ static const char *pio_cause(int error)
     }
 }
 
+/* Milliseconds on a clock that never steps back where the includer's feature macros declare
+ * one; otherwise the time of day, which is all that strict C99 on glibc shows. */
+static long long pio_now_ms(void)
+{
+#ifdef CLOCK_MONOTONIC
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+#else
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    return (long long)now.tv_sec * 1000 + now.tv_usec / 1000;
+#endif
+}
+
+/* What is left of timeout_ms until deadline, never more than timeout_ms itself (a clock that
+ * stepped back cannot stretch one poll beyond it) and never less than 0. */
+static int pio_left_ms(long long deadline, int timeout_ms)
+{
+    long long left = deadline - pio_now_ms();
+    return left <= 0 ? 0 : left > timeout_ms ? timeout_ms : (int)left;
+}
+
+static int pio_is_fifo(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISFIFO(st.st_mode);
+}
+
+static int pio_not_fifo(pio_conn *conn, const char *path, const char *use,
+                        const struct stat *st)
+{
+    const char *kind = "another kind of file";
+    if (S_ISREG(st->st_mode))
+        kind = "a regular file";
+    else if (S_ISDIR(st->st_mode))
+        kind = "a directory";
+    else if (S_ISCHR(st->st_mode))
+        kind = "a character device";
+    else if (S_ISBLK(st->st_mode))
+        kind = "a block device";
+#ifdef S_ISSOCK
+    else if (S_ISSOCK(st->st_mode))
+        kind = "a socket";
+#endif
+    errno = EINVAL;
+    return pio_fail(conn, "cannot open %s for %s: not a FIFO (it is %s)", path, use, kind);
+}
+
+/* Refuses anything but a FIFO this process may open, before an open can block on it or
+ * touch a regular file. */
+static int pio_check(pio_conn *conn, const char *path, int mode, const char *use,
+                     int wait_ms)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT && wait_ms > 0)
+            return pio_fail(conn, "cannot open %s for %s: missing (waited %g s for it to appear)",
+                            path, use, wait_ms / 1000.0);
+        return pio_fail(conn, "cannot open %s for %s: %s", path, use, pio_cause(errno));
+    }
+    if (!S_ISFIFO(st.st_mode))
+        return pio_not_fifo(conn, path, use, &st);
+    /* access() answers for the real ids; open() uses the effective ones. */
+    if (getuid() == geteuid() && getgid() == getegid() && access(path, mode) != 0)
+        return pio_fail(conn, "cannot open %s for %s: %s", path, use, pio_cause(errno));
+    return 0;
+}
+
 /* Opens one side and keeps a copy of its path for later error messages. */
 static int pio_open_side(pio_conn *conn, const char *path, int flags, const char *use,
                          int *fd, char **copy)
@@ -137,13 +230,6 @@ static int pio_open_side(pio_conn *conn, const char *path, int flags, const char
         return pio_fail(conn, "cannot open %s for %s: out of memory", path, use);
     }
     memcpy(*copy, path, size);
-    /* stat first: a regular file or a device is refused before open() can touch it. */
-    if (stat(path, &st) != 0)
-        return pio_fail(conn, "cannot open %s for %s: %s", path, use, pio_cause(errno));
-    if (!S_ISFIFO(st.st_mode)) {
-        errno = EINVAL;
-        return pio_fail(conn, "cannot open %s for %s: not a FIFO", path, use);
-    }
     do
         *fd = open(path, flags);
     while (*fd < 0 && errno == EINTR);
@@ -152,18 +238,37 @@ static int pio_open_side(pio_conn *conn, const char *path, int flags, const char
     /* A child that inherited our write end would keep the server from seeing our close.
      * (O_CLOEXEC would need POSIX.1-2008 feature macros from the includer.) */
     fcntl(*fd, F_SETFD, FD_CLOEXEC);
-    return 0;
+    /* The path may have been swapped since the check: what was opened must be a FIFO too. */
+    if (fstat(*fd, &st) != 0)
+        return pio_fail(conn, "cannot open %s for %s: %s", path, use, strerror(errno));
+    return S_ISFIFO(st.st_mode) ? 0 : pio_not_fifo(conn, path, use, &st);
 }
 
 int pio_open(pio_conn *conn, const char *recv_path, const char *send_path)
 {
-    int saved;
+    return pio_open_wait(conn, recv_path, send_path, 0);
+}
+
+int pio_open_wait(pio_conn *conn, const char *recv_path, const char *send_path,
+                  int wait_ms)
+{
+    const char *paths[2];
+    long long deadline = pio_now_ms() + (wait_ms > 0 ? wait_ms : 0);
+    int i, saved;
     memset(conn, 0, sizeof *conn);
     conn->recv_fd = conn->send_fd = -1;
-    /* The server keeps its in_pipe open all the time, so the send side opens at once; and
-     * a peer that opens in_pipe before out_pipe meets us in the same order. */
-    if ((send_path && pio_open_side(conn, send_path, O_WRONLY, "sending", &conn->send_fd,
-                                    &conn->send_path) != 0)
+    /* The send side first: the server keeps its in_pipe open all the time, so that open
+     * returns at once, and a peer that opens in_pipe before out_pipe meets us in the same
+     * order. poll() with no descriptors is the sleep that needs no feature macro. */
+    paths[0] = send_path;
+    paths[1] = recv_path;
+    for (i = 0; i < 2; i++)
+        while (paths[i] && !pio_is_fifo(paths[i]) && pio_left_ms(deadline, wait_ms) > 0)
+            poll(NULL, 0, pio_left_ms(deadline, 20));
+    if ((send_path && pio_check(conn, send_path, W_OK, "sending", wait_ms) != 0)
+        || (recv_path && pio_check(conn, recv_path, R_OK, "receiving", wait_ms) != 0)
+        || (send_path && pio_open_side(conn, send_path, O_WRONLY, "sending", &conn->send_fd,
+                                       &conn->send_path) != 0)
         || (recv_path && pio_open_side(conn, recv_path, O_RDONLY, "receiving", &conn->recv_fd,
                                        &conn->recv_path) != 0)) {
         saved = errno;
@@ -243,11 +348,31 @@ static int pio_make_room(pio_conn *conn)
     return 0;
 }
 
+/* 1 when a read would not block (bytes or end of stream), 0 once the deadline has passed,
+ * -1 on error. */
+static int pio_readable(int fd, long long deadline, int timeout_ms)
+{
+    struct pollfd want;
+    int n;
+    want.fd = fd;
+    want.events = POLLIN;
+    do
+        n = poll(&want, 1, pio_left_ms(deadline, timeout_ms));
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
 int pio_recv(pio_conn *conn, char **data, size_t *len)
+{
+    return pio_recv_timeout(conn, data, len, -1);
+}
+
+int pio_recv_timeout(pio_conn *conn, char **data, size_t *len, int timeout_ms)
 {
     char *newline;
     size_t fresh;
     ssize_t n;
+    long long deadline = timeout_ms >= 0 ? pio_now_ms() + timeout_ms : 0;
     if (conn->recv_fd < 0) {
         errno = EBADF;
         return pio_fail(conn, "cannot receive: the connection has no pipe to receive from");
@@ -270,6 +395,18 @@ int pio_recv(pio_conn *conn, char **data, size_t *len)
         }
         if (pio_make_room(conn) != 0)
             return -1;
+        /* Bytes of a partial message stay in the buffer when the deadline passes. */
+        if (timeout_ms >= 0) {
+            n = pio_readable(conn->recv_fd, deadline, timeout_ms);
+            if (n < 0)
+                return pio_fail(conn, "cannot receive from %s: %s", conn->recv_path,
+                                strerror(errno));
+            if (n == 0) {
+                errno = ETIMEDOUT;
+                return pio_fail(conn, "cannot receive from %s: no whole message within %d ms",
+                                conn->recv_path, timeout_ms);
+            }
+        }
         do
             n = read(conn->recv_fd, conn->buf + conn->end, conn->cap - conn->end);
         while (n < 0 && errno == EINTR);

@@ -4,9 +4,10 @@
  * SPDX-License-Identifier: MIT
  *
  * Tests of pipe_io.h against a peer that plays the server with raw system calls, on FIFOs
- * in a fresh temporary folder. Usage: test_pipe_io [ECHO_PROGRAM]; with the path of a
- * built echo.c it also checks the echo example. Prints "N passed, N failed" last and
- * exits non-zero on a failure; an alarm ends it if anything hangs.
+ * in a fresh temporary folder, and against the reference server (`pipe-io-server serve`)
+ * when the PIPE_IO_SERVER variable names it. Usage: test_pipe_io [ECHO_PROGRAM]; with the
+ * path of a built echo.c it also checks the echo example. Prints "N passed, N failed" last
+ * and exits non-zero on a failure; an alarm ends it if anything hangs.
  */
 #define _POSIX_C_SOURCE 200809L
 #define PIO_IMPLEMENTATION
@@ -45,10 +46,12 @@ static const struct message messages[] = {
 };
 #define MESSAGE_COUNT (sizeof messages / sizeof messages[0])
 
-static int passed, failed;
+static int passed, failed, skipped;
 static pid_t parent;
 static char dir[32] = "/tmp/pio-test-XXXXXX";
 static char in_path[64], out_path[64], missing[64], regular[64], locked[64], errors[64];
+static char late[64], got[64], script[64];
+static const char *server_program;
 
 static void check(int ok, const char *format, ...)
 {
@@ -73,6 +76,9 @@ static void cleanup(void)
     unlink(regular);
     unlink(locked);
     unlink(errors);
+    unlink(late);
+    unlink(got);
+    unlink(script);
     rmdir(dir);
 }
 
@@ -90,10 +96,36 @@ static void interrupted(int sig)
     (void)sig;
 }
 
+static void sleep_ms(long ms)
+{
+    struct timespec pause;
+    pause.tv_sec = ms / 1000;
+    pause.tv_nsec = ms % 1000 * 1000000;
+    while (nanosleep(&pause, &pause) != 0 && errno == EINTR)
+        ;
+}
+
 static void nap(void)
 {
-    struct timespec pause = {0, 50 * 1000 * 1000};
-    nanosleep(&pause, NULL);
+    sleep_ms(50);
+}
+
+static long long now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* Whether conn.error is exactly the sentence that format and the arguments make. */
+static int says(const pio_conn *conn, const char *format, ...)
+{
+    char expected[512];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(expected, sizeof expected, format, args);
+    va_end(args);
+    return strcmp(conn->error, expected) == 0;
 }
 
 /* Exit status of a child, 128 + signal if it was killed. */
@@ -265,18 +297,27 @@ static void test_open_errors(void)
     pid_t pid;
     int fd = open(regular, O_WRONLY | O_CREAT | O_EXCL, 0600);
     check(fd >= 0 && write(fd, "content", 7) == 7 && close(fd) == 0, "create %s", regular);
-    check(pio_open(&conn, NULL, missing) == -1 && errno == ENOENT && strstr(conn.error, missing)
-              && strstr(conn.error, "missing"),
+    check(pio_open(&conn, NULL, missing) == -1 && errno == ENOENT
+              && says(&conn, "cannot open %s for sending: missing", missing),
           "a missing path: %s", conn.error);
     check(pio_open(&conn, out_path, missing) == -1 && conn.recv_fd < 0 && conn.send_fd < 0,
           "a failed open leaves nothing open");
-    check(pio_open(&conn, regular, NULL) == -1 && errno == EINVAL && strstr(conn.error, regular)
-              && strstr(conn.error, "not a FIFO"),
+    check(pio_open(&conn, regular, NULL) == -1 && errno == EINVAL
+              && says(&conn, "cannot open %s for receiving: not a FIFO (it is a regular file)",
+                      regular),
           "a regular file: %s", conn.error);
     check(pio_open(&conn, NULL, regular) == -1 && stat(regular, &st) == 0 && st.st_size == 7,
           "a regular file is left untouched");
-    check(pio_open(&conn, dir, NULL) == -1 && errno == EINVAL && strstr(conn.error, "not a FIFO"),
+    check(pio_open(&conn, dir, NULL) == -1 && errno == EINVAL
+              && says(&conn, "cannot open %s for receiving: not a FIFO (it is a directory)", dir),
           "a directory: %s", conn.error);
+    check(pio_open(&conn, missing, regular) == -1
+              && says(&conn, "cannot open %s for sending: not a FIFO (it is a regular file)",
+                      regular),
+          "with two bad paths the send path is named: %s", conn.error);
+    check(pio_open(&conn, regular, missing) == -1
+              && says(&conn, "cannot open %s for sending: missing", missing),
+          "with two bad paths the send path is named: %s", conn.error);
     check(mkfifo(locked, 0) == 0, "create %s", locked);
     pid = fork();
     if (pid == 0) {
@@ -284,12 +325,163 @@ static void test_open_errors(void)
         alarm(10);
         if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
             _exit(2);
-        _exit(pio_open(&conn, NULL, locked) == -1 && errno == EACCES
-                      && strstr(conn.error, locked) && strstr(conn.error, "permission denied")
+        /* The FIFO on the other side has no peer: the check must come before any open. */
+        _exit(pio_open(&conn, out_path, locked) == -1 && errno == EACCES
+                      && says(&conn, "cannot open %s for sending: permission denied", locked)
                   ? 0
                   : 1);
     }
     check(reap(pid) == 0, "permission denied is reported with the path");
+}
+
+static void test_open_wait(void)
+{
+    pio_conn conn;
+    long long started = now_ms();
+    pid_t pid;
+    int fd;
+    check(pio_open_wait(&conn, NULL, missing, 300) == -1 && errno == ENOENT
+              && says(&conn, "cannot open %s for sending: missing (waited 0.3 s for it to appear)",
+                      missing),
+          "a path that never appears: %s", conn.error);
+    check(now_ms() - started >= 290, "the open waited for the path");
+    check(pio_open_wait(&conn, regular, NULL, 100) == -1 && errno == EINVAL
+              && says(&conn, "cannot open %s for receiving: not a FIFO (it is a regular file)",
+                      regular),
+          "a path that stays a regular file: %s", conn.error);
+    pid = fork();
+    if (pid == 0) {
+        static char buf[64];
+        ssize_t n;
+        alarm(30);
+        sleep_ms(300);
+        if (mkfifo(late, 0600) != 0 || (fd = open(late, O_RDONLY)) < 0)
+            _exit(2);
+        n = read(fd, buf, sizeof buf);
+        _exit(n == 9 && memcmp(buf, "found it\n", 9) == 0 ? 0 : 3);
+    }
+    check(pio_open_wait(&conn, NULL, late, 20000) == 0, "the open finds a FIFO that appears: %s",
+          conn.error);
+    check(pio_send_str(&conn, "found it") == 0, "send through it");
+    pio_close(&conn);
+    check(reap(pid) == 0, "the late peer got the message");
+}
+
+/* A writer and a reader on out_path in this very process, so the test decides when each
+ * byte is in the pipe: a reader is there while the writer opens, and the other way round. */
+static int open_own_writer(pio_conn *conn)
+{
+    int writer, probe = open(out_path, O_RDONLY | O_NONBLOCK);
+    writer = open(out_path, O_WRONLY);
+    check(probe >= 0 && writer >= 0 && pio_open(conn, out_path, NULL) == 0,
+          "open both ends of %s: %s", out_path, conn->error);
+    close(probe);
+    return writer;
+}
+
+static int is_message(int rc, const char *data, size_t len, const char *want)
+{
+    return rc == 1 && len == strlen(want) && memcmp(data, want, len) == 0;
+}
+
+static void test_recv_timeout(void)
+{
+    pio_conn conn;
+    char *data;
+    size_t n;
+    long long started;
+    pid_t pid;
+    int rc, writer = open_own_writer(&conn);
+    check(write(writer, "whole\nsplit ", 12) == 12, "write a message and a half");
+    rc = pio_recv_timeout(&conn, &data, &n, 20000);
+    check(is_message(rc, data, n, "whole"), "a whole message within the deadline");
+    started = now_ms();
+    rc = pio_recv_timeout(&conn, &data, &n, 200);
+    check(rc == -1 && errno == ETIMEDOUT
+              && says(&conn, "cannot receive from %s: no whole message within 200 ms", out_path),
+          "half a message times out: %s", conn.error);
+    check(now_ms() - started >= 190, "the receive waited for the deadline");
+    check(write(writer, "message\nnext", 12) == 12, "write the rest and half of another");
+    rc = pio_recv_timeout(&conn, &data, &n, 20000);
+    check(is_message(rc, data, n, "split message"),
+          "the message split across the deadline comes whole");
+    rc = pio_recv_timeout(&conn, &data, &n, 0);
+    check(rc == -1 && errno == ETIMEDOUT, "a timeout of 0 with half a message times out");
+    rc = pio_recv_timeout(&conn, &data, &n, 0);
+    check(rc == -1 && errno == ETIMEDOUT, "and again");
+    check(write(writer, " one\n\n", 6) == 6, "write the rest and an empty message");
+    rc = pio_recv_timeout(&conn, &data, &n, 0);
+    check(is_message(rc, data, n, "next one"), "a timeout of 0 takes what is there");
+    rc = pio_recv_timeout(&conn, &data, &n, 0);
+    check(is_message(rc, data, n, ""), "an empty message is not a timeout");
+    check(write(writer, "tail", 4) == 4 && close(writer) == 0, "write a tail and close");
+    check(pio_recv_timeout(&conn, &data, &n, 0) == 0, "end of stream is not a timeout");
+    check(pio_recv_timeout(&conn, &data, &n, 0) == 0, "and stays end of stream");
+    pio_close(&conn);
+
+    writer = open_own_writer(&conn);
+    check(write(writer, "first half, ", 12) == 12, "write half a message");
+    rc = pio_recv_timeout(&conn, &data, &n, 100);
+    check(rc == -1 && errno == ETIMEDOUT, "it times out");
+    pid = fork();
+    if (pid == 0) {
+        alarm(30);
+        sleep_ms(200);
+        _exit(write(writer, "second half\n", 12) == 12 ? 0 : 1);
+    }
+    close(writer);
+    rc = pio_recv(&conn, &data, &n);
+    check(is_message(rc, data, n, "first half, second half"),
+          "a blocking receive after a timeout returns the message whole");
+    check(pio_recv(&conn, &data, &n) == 0, "then end of stream");
+    check(reap(pid) == 0, "the second half was written");
+    pio_close(&conn);
+}
+
+/* Runs the reference server on in_path and out_path, created and removed by it; with a
+ * script, bridged to it (--exec). */
+static pid_t spawn_server(const char *with_script)
+{
+    char command[128];
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    alarm(30);
+    snprintf(command, sizeof command, "sh %s", with_script ? with_script : "");
+    if (with_script)
+        execlp(server_program, server_program, "serve", in_path, out_path, "--exec", command,
+               (char *)NULL);
+    else
+        execlp(server_program, server_program, "serve", in_path, out_path, (char *)NULL);
+    _exit(127);
+}
+
+static void test_reference_server(void)
+{
+    pio_conn conn;
+    char *data;
+    size_t n;
+    int rc;
+    pid_t pid;
+    unlink(in_path);
+    unlink(out_path);
+    pid = fork();
+    if (pid == 0) {
+        sleep_ms(300);
+        execlp(server_program, server_program, "serve", in_path, out_path, (char *)NULL);
+        _exit(127);
+    }
+    check(pio_open_wait(&conn, out_path, in_path, 20000) == 0,
+          "the open waits for the server to create its pipes: %s", conn.error);
+    check(pio_send_str(&conn, "late but here") == 0, "send to the server");
+    rc = pio_recv_timeout(&conn, &data, &n, 20000);
+    check(is_message(rc, data, n, "late but here"), "the server echoes it");
+    rc = pio_recv_timeout(&conn, &data, &n, 200);
+    check(rc == -1 && errno == ETIMEDOUT, "a silent server is a timeout");
+    kill(pid, SIGTERM);
+    check(pio_recv_timeout(&conn, &data, &n, 20000) == 0, "a stopped server is end of stream");
+    check(reap(pid) == 0, "the server exits 0");
+    pio_close(&conn);
 }
 
 static pid_t spawn_echo(const char *program, const char *recv_path, const char *send_path)
@@ -331,6 +523,7 @@ static int write_all(int fd, const char *data, size_t len)
 static void test_echo(const char *program)
 {
     static char script[1 << 20], got[sizeof script + 64];
+    char expected[256];
     size_t len = encode(script), done = 0;
     ssize_t n = 0;
     int in, out, status;
@@ -368,8 +561,34 @@ static void test_echo(const char *program)
 
     pid = spawn_echo(program, out_path, missing);
     status = reap(pid);
-    check(status == 1 && strstr(echo_errors(), missing) && strstr(echo_errors(), "missing"),
-          "the echo exits 1 naming a missing path: %s", echo_errors());
+    snprintf(expected, sizeof expected,
+             "echo: cannot open %s for sending: missing (waited 5 s for it to appear)\n", missing);
+    check(status == 1 && strcmp(echo_errors(), expected) == 0,
+          "the echo exits 1 naming a missing path after 5 s: %s", echo_errors());
+}
+
+/* The echo starts first; the reference server creates the pipes later and runs a script
+ * whose first line goes to the echo and whose standard input gets the echo's answer. */
+static void test_echo_before_server(const char *program)
+{
+    static char text[64];
+    ssize_t n = 0;
+    pid_t echo, server;
+    int fd = open(script, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dprintf(fd, "echo hello\nIFS= read -r line\nprintf '%%s\\n' \"$line\" >%s\n", got);
+    close(fd);
+    unlink(in_path);
+    unlink(out_path);
+    echo = spawn_echo(program, out_path, in_path);
+    sleep_ms(500);
+    server = spawn_server(script);
+    check(reap(server) == 0, "the server ends with its script");
+    check(reap(echo) == 0, "the echo started before the server exits 0: %s", echo_errors());
+    if ((fd = open(got, O_RDONLY)) >= 0) {
+        n = read(fd, text, sizeof text - 1);
+        close(fd);
+    }
+    check(n == 6 && memcmp(text, "hello\n", 6) == 0, "the echo answered the server");
 }
 
 int main(int argc, char **argv)
@@ -394,6 +613,10 @@ int main(int argc, char **argv)
     snprintf(regular, sizeof regular, "%s/regular", dir);
     snprintf(locked, sizeof locked, "%s/locked", dir);
     snprintf(errors, sizeof errors, "%s/echo-errors", dir);
+    snprintf(late, sizeof late, "%s/late", dir);
+    snprintf(got, sizeof got, "%s/got", dir);
+    snprintf(script, sizeof script, "%s/script.sh", dir);
+    server_program = getenv("PIPE_IO_SERVER");
     if (mkfifo(in_path, 0600) != 0 || mkfifo(out_path, 0600) != 0) {
         perror("mkfifo");
         cleanup();
@@ -405,9 +628,19 @@ int main(int argc, char **argv)
     test_one_side_and_each();
     test_server_gone();
     test_open_errors();
+    test_open_wait();
+    test_recv_timeout();
     if (argc > 1)
         test_echo(argv[1]);
+    if (server_program) {
+        test_reference_server();
+        if (argc > 1)
+            test_echo_before_server(argv[1]);
+    } else {
+        puts("skipped the tests with the reference server: set PIPE_IO_SERVER to run them");
+        skipped = 1;
+    }
     cleanup();
-    printf("%d passed, %d failed\n", passed, failed);
+    printf("%d passed, %d failed%s\n", passed, failed, skipped ? ", some skipped" : "");
     return failed ? 1 : 0;
 }

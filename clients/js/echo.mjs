@@ -5,10 +5,13 @@
 //
 // Echo example: node echo.mjs RECV_PIPE SEND_PIPE
 // Reads messages from RECV_PIPE (the server's out_pipe) and writes each one back, unchanged
-// and in order, to SEND_PIPE (the server's in_pipe). Exits 0 at end of stream, and also
+// and in order, to SEND_PIPE (the server's in_pipe). It waits up to 5 seconds for the pipes
+// to appear, so it may start before the server. Exits 0 at end of stream, and also
 // when the server goes away mid-send (EPIPE): the session is over either way. Any other
 // error is reported on stderr with the path and cause, and exits 1.
 import { PipeIO } from './pipe_io.mjs';
+
+const WAIT_MS = 5000;
 
 /** @param {string[]} args */
 async function main(args) {
@@ -16,7 +19,7 @@ async function main(args) {
     console.error('usage: echo.mjs RECV_PIPE SEND_PIPE');
     return 2;
   }
-  const pio = await PipeIO.open(args[0], args[1]);
+  const pio = await PipeIO.open(args[0], args[1], { wait: WAIT_MS });
   try {
     for await (const message of pio) await pio.send(message);
   } finally {

@@ -15,12 +15,18 @@
 // stays silent. (fs.createReadStream would hold a thread in every blocked read.)
 import fs from 'node:fs';
 import net from 'node:net';
-import { promisify } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { getSystemErrorMap, promisify } from 'node:util';
 
 const NEWLINE = 0x0a;
+const POLL_INTERVAL_MS = 20; // how often an open that waits looks for the pipes again
 const openFd = promisify(fs.open);
+const TIMED_OUT = Symbol('timed out');
 
-/** An error about one pipe; `path` names it, `code` is the errno name or 'ENOTFIFO'. */
+/**
+ * An error about one pipe; `path` names it, `code` is the errno name, 'ENOTFIFO', or
+ * 'ETIMEDOUT' for a receive that ran out of time.
+ */
 export class PipeIOError extends Error {
   /**
    * @param {string} message
@@ -37,59 +43,110 @@ export class PipeIOError extends Error {
 }
 
 /**
- * @param {string} what
+ * @param {string} doing what failed, such as 'cannot open PATH for sending'
  * @param {string} path
  * @param {NodeJS.ErrnoException} err
  */
-function failure(what, path, err) {
+function failure(doing, path, err) {
   const causes = {
-    ENOENT: 'missing (no such file or directory)',
+    ENOENT: 'missing',
     EACCES: 'permission denied',
     EPERM: 'permission denied',
     EPIPE: 'the server closed its end (EPIPE)',
   };
-  const cause = causes[err.code] ?? err.message;
-  return new PipeIOError(`${what} ${path}: ${cause}`, path, err.code, err);
+  const cause = causes[err.code] ?? getSystemErrorMap().get(err.errno)?.[1] ?? err.message;
+  return new PipeIOError(`${doing}: ${cause}`, path, err.code, err);
 }
 
 /** @param {fs.Stats} stats */
 function kind(stats) {
   if (stats.isFile()) return 'a regular file';
   if (stats.isDirectory()) return 'a directory';
+  if (stats.isCharacterDevice()) return 'a character device';
+  if (stats.isBlockDevice()) return 'a block device';
   if (stats.isSocket()) return 'a socket';
-  if (stats.isCharacterDevice() || stats.isBlockDevice()) return 'a device';
   return 'another kind of file';
 }
 
 /**
- * Refuses anything but a FIFO we may use, before an open that could block.
- * @param {string} path
- * @param {number} access fs.constants.R_OK or W_OK
+ * One pipe to open: its path, 'sending' or 'receiving', and how.
+ * @typedef {object} Side
+ * @property {string} path
+ * @property {string} purpose
+ * @property {number} access fs.constants.W_OK or R_OK
+ * @property {number} flags fs.constants.O_WRONLY or O_RDONLY
  */
-async function check(path, access) {
+
+/** @param {string} path */
+async function isFifo(path) {
   try {
-    const stats = await fs.promises.stat(path);
-    if (!stats.isFIFO()) {
-      const message = `cannot open ${path}: not a FIFO (it is ${kind(stats)})`;
-      throw new PipeIOError(message, path, 'ENOTFIFO');
-    }
-    await fs.promises.access(path, access);
-  } catch (err) {
-    throw err instanceof PipeIOError ? err : failure('cannot open', path, err);
+    return (await fs.promises.stat(path)).isFIFO();
+  } catch {
+    return false;
   }
 }
 
 /**
- * @param {string} path
- * @param {number} flags
+ * Refuses anything but a FIFO this process may use, before an open that could block.
+ * @param {Side} side
+ * @param {number} waited milliseconds the open waited for the path, 0 for none
+ */
+async function check({ path, purpose, access }, waited) {
+  const doing = `cannot open ${path} for ${purpose}`;
+  let stats;
+  try {
+    stats = await fs.promises.stat(path);
+  } catch (err) {
+    if (err.code === 'ENOENT' && waited > 0) {
+      const message = `${doing}: missing (waited ${waited / 1000} s for it to appear)`;
+      throw new PipeIOError(message, path, 'ENOENT', err);
+    }
+    throw failure(doing, path, err);
+  }
+  if (!stats.isFIFO()) {
+    throw new PipeIOError(`${doing}: not a FIFO (it is ${kind(stats)})`, path, 'ENOTFIFO');
+  }
+  try {
+    await fs.promises.access(path, access);
+  } catch (err) {
+    throw failure(doing, path, err);
+  }
+}
+
+/**
+ * @param {Side} side
  * @returns {Promise<number>}
  */
-async function openFifo(path, flags) {
+async function openFifo({ path, purpose, flags }) {
   try {
     return await openFd(path, flags);
   } catch (err) {
-    throw failure('cannot open', path, err);
+    throw failure(`cannot open ${path} for ${purpose}`, path, err);
   }
+}
+
+/**
+ * Settles like promise, or rejects with TIMED_OUT after ms milliseconds. With 0, it waits
+ * for the event loop to poll once, so bytes already in the pipe are read first.
+ * @template T
+ * @param {Promise<T>} promise
+ * @param {number} ms
+ * @returns {Promise<T>}
+ */
+function within(promise, ms) {
+  let cancel;
+  const expired = new Promise((resolve, reject) => {
+    const fire = () => reject(TIMED_OUT);
+    if (ms > 0) {
+      const timer = setTimeout(fire, ms);
+      cancel = () => clearTimeout(timer);
+    } else {
+      // The second turn of the loop begins after a poll for I/O.
+      let turn = setImmediate(() => (turn = setImmediate(fire)));
+      cancel = () => clearImmediate(turn);
+    }
+  });
+  return Promise.race([promise, expired]).finally(cancel);
 }
 
 /** @param {net.Socket} socket */
@@ -132,6 +189,7 @@ export class PipeIO {
   /** @type {net.Socket | null} */ #input;
   /** @type {net.Socket | null} */ #output;
   /** @type {AsyncGenerator<Buffer, void, void> | null} */ #messages;
+  /** @type {Promise<IteratorResult<Buffer, void>> | null} */ #pending = null;
   #closing = false;
   #decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
@@ -170,37 +228,50 @@ export class PipeIO {
    * Opens the pipe to receive from (the server's out_pipe) and the pipe to send to (the
    * server's in_pipe); either may be left out to open one side only. Opening blocks
    * until the server has its end open, whichever side starts first.
-   * Both are opened at once, so the order in which the server opens them does not matter.
+   * Both paths are checked, the send path first, before either open blocks; then the send
+   * pipe is opened, then the receive pipe.
+   * With `wait` (milliseconds), each path is looked at every 20 ms until it is a FIFO, for
+   * up to that long in all, so the server may create the pipes after this call starts.
    * Opening fails with an error that names the path and the cause: missing, not a FIFO,
    * permission denied.
    *
    * @param {string | null | undefined} recvPath the server's out_pipe, read by this client
    * @param {string | null | undefined} sendPath the server's in_pipe, written by this client
+   * @param {object} [options]
+   * @param {number} [options.wait] milliseconds to wait for the pipes to appear, default 0
    * @returns {Promise<PipeIO>}
    * @throws {PipeIOError} with `code` 'ENOENT', 'ENOTFIFO', 'EACCES', ...
    */
-  static async open(recvPath, sendPath) {
+  static async open(recvPath, sendPath, { wait = 0 } = {}) {
     if (recvPath == null && sendPath == null) {
       throw new TypeError('PipeIO.open needs a pipe to receive from, a pipe to send to, or both');
     }
     const { R_OK, W_OK, O_RDONLY, O_WRONLY } = fs.constants;
-    const sides = [
-      recvPath == null ? null : { path: recvPath, access: R_OK, flags: O_RDONLY },
-      sendPath == null ? null : { path: sendPath, access: W_OK, flags: O_WRONLY },
-    ];
-    // Check both before opening either, as an open may block until the server shows up.
-    await Promise.all(sides.map((side) => side && check(side.path, side.access)));
-    // Open both at once: one after the other could deadlock with a server that opens
-    // them in the other order.
-    const opening = sides.map((side) => side && openFifo(side.path, side.flags));
-    let fds;
+    const send = sendPath == null
+      ? null
+      : { path: sendPath, purpose: 'sending', access: W_OK, flags: O_WRONLY };
+    const recv = recvPath == null
+      ? null
+      : { path: recvPath, purpose: 'receiving', access: R_OK, flags: O_RDONLY };
+    const sides = [send, recv].filter((side) => side !== null);
+    const deadline = performance.now() + wait;
+    for (const side of sides) {
+      while (!(await isFifo(side.path)) && performance.now() < deadline) {
+        await sleep(Math.min(POLL_INTERVAL_MS, deadline - performance.now()));
+      }
+    }
+    // Check both before opening either, as an open blocks until the server has its end open.
+    for (const side of sides) await check(side, wait);
+    // The send pipe first: the server holds its in_pipe open all the time, so that open
+    // returns at once, and a server that opens in_pipe before out_pipe meets the same order.
+    const outFd = send && (await openFifo(send));
+    let inFd;
     try {
-      fds = await Promise.all(opening);
+      inFd = recv && (await openFifo(recv));
     } catch (err) {
-      for (const pending of opening) pending?.then((fd) => fs.close(fd, () => {}), () => {});
+      if (outFd !== null) fs.closeSync(outFd);
       throw err;
     }
-    const [inFd, outFd] = fds;
     return new PipeIO(
       recvPath ?? null,
       sendPath ?? null,
@@ -235,7 +306,7 @@ export class PipeIO {
     const framed = Buffer.concat([payload, Buffer.of(NEWLINE)]);
     await new Promise((resolve, reject) => {
       output.write(framed, (err) => {
-        if (err) reject(failure('cannot send to', this.sendPath, err));
+        if (err) reject(failure(`cannot send to ${this.sendPath}`, this.sendPath, err));
         else resolve();
       });
     });
@@ -245,29 +316,49 @@ export class PipeIO {
    * Receives the next message, without its newline. An empty message is a message. At
    * end of stream (the server closed its end) it reports end of stream instead; an
    * unterminated tail left at end of stream is not a message and is dropped.
+   * With `timeout` (milliseconds), it rejects with a PipeIOError whose code is 'ETIMEDOUT'
+   * when no whole message has come by then. Nothing is lost: the read stays pending, and
+   * the next recv() returns the message whole. A timeout of 0 takes only what has arrived.
    *
+   * @param {object} [options]
+   * @param {number} [options.timeout] milliseconds, default none: wait as long as it takes
    * @returns {Promise<Buffer | null>} the message, or null at end of stream
-   * @throws {PipeIOError} if reading fails
+   * @throws {PipeIOError} if reading fails, or with code 'ETIMEDOUT' when time runs out
    */
-  async recv() {
+  async recv({ timeout } = {}) {
     if (!this.#messages) throw new Error('this PipeIO was opened without a pipe to receive from');
-    try {
-      const { value, done } = await this.#messages.next();
-      return done ? null : value;
-    } catch (err) {
-      if (this.#closing) return null;
-      throw failure('cannot receive from', this.recvPath, err);
+    // One read is outstanding at a time; a receive that timed out leaves it to the next.
+    if (!this.#pending) {
+      this.#pending = this.#messages.next();
+      this.#pending.catch(() => {}); // its error goes to whoever awaits it next
     }
+    let result;
+    try {
+      result = await (timeout === undefined ? this.#pending : within(this.#pending, timeout));
+    } catch (err) {
+      if (err === TIMED_OUT) {
+        const cause = `no whole message within ${timeout} ms`;
+        const message = `cannot receive from ${this.recvPath}: ${cause}`;
+        throw new PipeIOError(message, this.recvPath, 'ETIMEDOUT');
+      }
+      this.#pending = null;
+      if (this.#closing) return null;
+      throw failure(`cannot receive from ${this.recvPath}`, this.recvPath, err);
+    }
+    this.#pending = null;
+    return result.done ? null : result.value;
   }
 
   /**
    * Like recv(), decoded as UTF-8. A byte sequence that is not UTF-8 throws a TypeError
    * (the message is consumed); use recv() for arbitrary bytes.
    *
+   * @param {object} [options]
+   * @param {number} [options.timeout] as for recv()
    * @returns {Promise<string | null>} the message, or null at end of stream
    */
-  async recvText() {
-    const message = await this.recv();
+  async recvText(options) {
+    const message = await this.recv(options);
     return message === null ? null : this.#decoder.decode(message);
   }
 

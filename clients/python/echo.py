@@ -5,6 +5,7 @@
 """Echo every message back to the server, unchanged and in order.
 
 Usage: echo.py RECV_PIPE SEND_PIPE  (the server's out_pipe, then its in_pipe)
+It waits up to 5 seconds for the pipes to appear, so it may start before the server.
 Exits 0 at end of stream or when the server goes away mid-send; on any other error it
 prints the path and the cause and exits 1.
 """
@@ -15,13 +16,15 @@ import sys
 
 from pipe_io import PipeIO
 
+WAIT_SECONDS = 5
+
 
 def main(argv: list[str]) -> int:
     if len(argv) != 3:
         print(f"usage: {argv[0]} RECV_PIPE SEND_PIPE", file=sys.stderr)
         return 2
     try:
-        with PipeIO(argv[1], argv[2]) as pio:
+        with PipeIO(argv[1], argv[2], wait=WAIT_SECONDS) as pio:
             pio.run(pio.send)
     except BrokenPipeError:
         return 0  # the server stopped: the session is over, not failed

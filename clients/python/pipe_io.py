@@ -7,17 +7,20 @@ else, CR and NUL included, is payload.
 
 Copy this one file into your project: it needs Python 3.9+ and the standard library only.
 
-    with PipeIO("out_pipe", "in_pipe") as pio:
-        for message in pio:
-            pio.send(message)
+    with PipeIO("out_pipe", "in_pipe", wait=5) as pio:
+        pio.send(b"ping")
+        reply = pio.recv(timeout=1.0)  # TimeoutError if no whole message came in time
 """
 
 from __future__ import annotations
 
 import errno
 import io
+import math
 import os
+import select
 import stat
+import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Union
@@ -30,6 +33,27 @@ several clients send at once."""
 StrPath = Union[str, "os.PathLike[str]"]
 
 _CHUNK = 64 * 1024
+_POLL_INTERVAL = 0.02  # how often an open that waits looks for the pipes again
+
+
+class OpenError(OSError):
+    """Opening failed. str() is one sentence naming the path and the cause, the same in every
+    client: "cannot open PATH for sending: missing"; errno and filename are set."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class PipeNotFoundError(OpenError, FileNotFoundError):
+    """The path does not exist (after the wait, if one was given)."""
+
+
+class NotAFifoError(OpenError):
+    """The path exists but is not a FIFO; it was neither opened nor touched."""
+
+
+class PipePermissionError(OpenError, PermissionError):
+    """The FIFO exists but this process may not open it that way."""
 
 
 class PipeIO:
@@ -41,13 +65,24 @@ class PipeIO:
     The send pipe is opened first, then the receive pipe: that order also meets a server
     which opens its in_pipe before its out_pipe.
 
+    `wait` (seconds) lets the server come later: each path is looked at every 20 ms until it
+    is a FIFO, for up to `wait` seconds in all, before the blocking opens. The default, 0,
+    does not wait.
+
     Opening fails with an error that names the path and the cause: missing, not a FIFO,
     permission denied.
-    In Python: FileNotFoundError, OSError "not a FIFO" (a regular file is refused, never
-    read or written) and PermissionError, each with the path in its filename.
+    In Python: PipeNotFoundError (a FileNotFoundError), NotAFifoError (a regular file is
+    refused, never read or written) and PipePermissionError (a PermissionError), all
+    OpenError, with the path in filename. The send path is checked first.
     """
 
-    def __init__(self, recv_path: StrPath | None = None, send_path: StrPath | None = None) -> None:
+    def __init__(
+        self,
+        recv_path: StrPath | None = None,
+        send_path: StrPath | None = None,
+        *,
+        wait: float = 0.0,
+    ) -> None:
         self.recv_path = None if recv_path is None else os.fspath(recv_path)
         self.send_path = None if send_path is None else os.fspath(send_path)
         self._recv_fd: int | None = None
@@ -58,16 +93,19 @@ class PipeIO:
         self._start = 0
         self._parts: list[bytes] = []
         self._eof = False
+        self._poll: select.poll | None = None
+        sides = [(self.send_path, "sending"), (self.recv_path, "receiving")]
+        paths = [(path, purpose) for path, purpose in sides if path is not None]
+        _wait_for_fifos([path for path, _ in paths], wait)
         # Check both paths before either open blocks, so a bad path fails at once.
-        for path in (self.send_path, self.recv_path):
-            if path is not None:
-                _require_fifo(path)
+        for path, purpose in paths:
+            _check(path, purpose, wait)
         # Python retries EINTR itself (PEP 475), so signals cannot break the blocking opens.
         try:
             if self.send_path is not None:
-                self._send_fd = os.open(self.send_path, os.O_WRONLY | os.O_CLOEXEC)
+                self._send_fd = _open(self.send_path, "sending")
             if self.recv_path is not None:
-                self._recv_fd = os.open(self.recv_path, os.O_RDONLY | os.O_CLOEXEC)
+                self._recv_fd = _open(self.recv_path, "receiving")
         except BaseException:
             self.close()
             raise
@@ -95,14 +133,18 @@ class PipeIO:
         """Sends text as one UTF-8 encoded message."""
         self.send(text.encode("utf-8"))
 
-    def recv(self) -> bytes | None:
+    def recv(self, timeout: float | None = None) -> bytes | None:
         """Receives the next message, without its newline. An empty message is a message.
         At end of stream (the server closed its end) it reports end of stream instead;
         an unterminated tail left at end of stream is not a message and is dropped.
 
-        Returns None at end of stream, and again on every later call.
+        Returns None at end of stream, and again on every later call. With a timeout (seconds)
+        it raises TimeoutError when no whole message has come by then; the bytes of a message
+        already read are kept, and a later call returns it whole. A timeout of 0 takes only what
+        has already arrived.
         """
         fd = self._fd(self._recv_fd, "receive")
+        deadline = None if timeout is None else time.monotonic() + timeout
         while not self._eof:
             end = self._chunk.find(b"\n", self._start)
             if end >= 0:
@@ -112,8 +154,13 @@ class PipeIO:
                 self._parts.clear()
                 return message
             # Long messages arrive as many chunks, joined once: linear time at any size.
-            self._parts.append(self._chunk[self._start :])
+            if self._start < len(self._chunk):
+                self._parts.append(self._chunk[self._start :])
             self._chunk, self._start = b"", 0  # so a read that raises repeats nothing
+            if deadline is not None and not self._readable(fd, deadline):
+                raise TimeoutError(
+                    f"cannot receive from {self.recv_path}: no whole message within {timeout:g} s"
+                )
             try:
                 self._chunk = os.read(fd, _CHUNK)
             except OSError as error:
@@ -123,9 +170,9 @@ class PipeIO:
         self._parts.clear()
         return None
 
-    def recv_text(self) -> str | None:
+    def recv_text(self, timeout: float | None = None) -> str | None:
         """Receives one message decoded as UTF-8 (UnicodeDecodeError if it is not), or None."""
-        message = self.recv()
+        message = self.recv(timeout)
         return None if message is None else message.decode("utf-8")
 
     def __iter__(self) -> Iterator[bytes]:
@@ -160,6 +207,15 @@ class PipeIO:
     ) -> None:
         self.close()
 
+    def _readable(self, fd: int, deadline: float) -> bool:
+        """Waits until a read would not block (data or end of stream), at most until deadline."""
+        if self._poll is None:
+            self._poll = select.poll()
+            self._poll.register(fd, select.POLLIN)
+        # Rounded up, so the wait never ends just short of the deadline and spins.
+        left = math.ceil(max(0.0, deadline - time.monotonic()) * 1000)
+        return bool(self._poll.poll(left))
+
     def _fd(self, fd: int | None, action: str) -> int:
         if self._closed:
             raise ValueError(f"cannot {action}: the PipeIO is closed")
@@ -168,15 +224,75 @@ class PipeIO:
         return fd
 
 
-def _require_fifo(path: str) -> None:
-    """Refuse anything but a FIFO before an open can block on it or touch it."""
-    mode = os.stat(path).st_mode
+_SIDES = {"sending": (os.W_OK, os.O_WRONLY), "receiving": (os.R_OK, os.O_RDONLY)}
+
+
+def _is_fifo(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _wait_for_fifos(paths: list[str], wait: float) -> None:
+    """Sleep until every path is a FIFO, for at most `wait` seconds in all."""
+    deadline = time.monotonic() + wait
+    for path in paths:
+        while not _is_fifo(path) and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(_POLL_INTERVAL, left))
+
+
+def _check(path: str, purpose: str, waited: float) -> None:
+    """Refuse anything but a FIFO this process may open, before an open can block on it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        cause = f"missing (waited {waited:g} s for it to appear)" if waited > 0 else ""
+        raise _open_error(path, purpose, errno.ENOENT, cause) from None
+    except OSError as error:
+        raise _open_error(path, purpose, error.errno) from None
     if not stat.S_ISFIFO(mode):
-        kind = (
-            "a regular file"
-            if stat.S_ISREG(mode)
-            else "a directory"
-            if stat.S_ISDIR(mode)
-            else "some other kind of file"
-        )
-        raise OSError(errno.EINVAL, f"not a FIFO but {kind}", path)
+        raise _not_a_fifo(path, purpose, mode)
+    # With the effective ids where the system can, as open() itself will use them.
+    effective = os.access in os.supports_effective_ids
+    if not os.access(path, _SIDES[purpose][0], effective_ids=effective):
+        raise _open_error(path, purpose, errno.EACCES)
+
+
+def _open(path: str, purpose: str) -> int:
+    try:
+        fd = os.open(path, _SIDES[purpose][1] | os.O_CLOEXEC)
+    except OSError as error:
+        raise _open_error(path, purpose, error.errno) from error
+    # The path may have been swapped since the check: what was opened must be a FIFO too.
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISFIFO(mode):
+        os.close(fd)
+        raise _not_a_fifo(path, purpose, mode)
+    return fd
+
+
+_CAUSES: dict[int, tuple[type[OpenError], str]] = {
+    errno.ENOENT: (PipeNotFoundError, "missing"),
+    errno.EACCES: (PipePermissionError, "permission denied"),
+    errno.EPERM: (PipePermissionError, "permission denied"),
+}
+
+
+def _open_error(path: str, purpose: str, code: int | None, cause: str = "") -> OpenError:
+    code = code or errno.EIO
+    kind, usual = _CAUSES.get(code, (OpenError, os.strerror(code)))
+    return kind(code, f"cannot open {path} for {purpose}: {cause or usual}", path)
+
+
+def _not_a_fifo(path: str, purpose: str, mode: int) -> NotAFifoError:
+    kinds = (
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    kind = next((name for test, name in kinds if test(mode)), "another kind of file")
+    cause = f"not a FIFO (it is {kind})"
+    return NotAFifoError(errno.EINVAL, f"cannot open {path} for {purpose}: {cause}", path)

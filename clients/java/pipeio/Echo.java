@@ -5,16 +5,20 @@ package pipeio;
 
 import java.io.IOException;
 import java.nio.file.Path;
+import java.time.Duration;
 
 /**
  * Sends every message back unchanged, in order, until the server closes its end.
  *
  * <pre>java pipeio.Echo RECV_PIPE SEND_PIPE</pre>
  *
- * RECV_PIPE is the server's out_pipe, SEND_PIPE its in_pipe. Exits 0 at end of stream or when
- * the server goes away mid-reply; on any other error prints the path and the cause and exits 1.
+ * RECV_PIPE is the server's out_pipe, SEND_PIPE its in_pipe. It waits up to 5 seconds for the
+ * pipes to appear, so it may start before the server. Exits 0 at end of stream or when the
+ * server goes away mid-reply; on any other error prints the path and the cause and exits 1.
  */
 public final class Echo {
+    private static final Duration WAIT = Duration.ofSeconds(5);
+
     private Echo() {
     }
 
@@ -23,7 +27,7 @@ public final class Echo {
             System.err.println("usage: java pipeio.Echo RECV_PIPE SEND_PIPE");
             System.exit(2);
         }
-        try (PipeIO pipes = PipeIO.open(Path.of(args[0]), Path.of(args[1]))) {
+        try (PipeIO pipes = PipeIO.open(Path.of(args[0]), Path.of(args[1]), WAIT)) {
             pipes.forEach(pipes::send);
         } catch (PipeIO.BrokenPipeException e) {
             // The server stopped while we answered: the session is over, and that is no failure.

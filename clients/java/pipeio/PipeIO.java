@@ -4,7 +4,10 @@
 package pipeio;
 
 import java.io.Closeable;
+import java.io.FileInputStream;
 import java.io.IOException;
+import java.io.InterruptedIOException;
+import java.math.BigDecimal;
 import java.nio.ByteBuffer;
 import java.nio.channels.ClosedChannelException;
 import java.nio.channels.FileChannel;
@@ -16,8 +19,14 @@ import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.time.Duration;
 import java.util.Arrays;
-import java.util.Locale;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 
 /**
  * A client for pipe-io-server: two named pipes, one message per line. A message is any
@@ -25,18 +34,26 @@ import java.util.Locale;
  * else, CR and NUL included, is payload.
  *
  * <pre>{@code
- * try (PipeIO pipes = PipeIO.open(Path.of("out_pipe"), Path.of("in_pipe"))) {
+ * Duration wait = Duration.ofSeconds(5); // for the server to create its pipes
+ * try (PipeIO pipes = PipeIO.open(Path.of("out_pipe"), Path.of("in_pipe"), wait)) {
  *     pipes.sendText("hello");
- *     byte[] reply = pipes.recv();
+ *     byte[] reply = pipes.recv(Duration.ofSeconds(2)); // TimeoutException if none came
  * }
  * }</pre>
  *
  * <p>Every call blocks. One thread may receive while others send; sends are serialized, so
  * messages never interleave. {@link #close()} from another thread wakes a blocked
  * {@link #recv()} or {@link #send(byte[])} with an
- * {@link java.nio.channels.AsynchronousCloseException}; interrupting a blocked thread closes
- * the pipe it waits on, as with any NIO channel. Opening cannot be interrupted: the kernel holds
- * {@code open} on a FIFO until the other side arrives.
+ * {@link java.nio.channels.AsynchronousCloseException}; interrupting a thread blocked in
+ * {@link #send(byte[])} or in a read of {@link #recv()} closes that pipe, as with any NIO
+ * channel. Opening cannot be interrupted: the kernel holds {@code open} on a FIFO until the
+ * other side arrives.
+ *
+ * <p>A FileChannel on a FIFO cannot be selected or polled, so a receive with a deadline hands
+ * its read to one helper thread per connection, started on the first such receive, and waits
+ * for it at most until the deadline. A read that outlives the deadline stays pending, and the
+ * next receive waits for that same read: no byte is lost. When bytes are already waiting in the
+ * pipe, the caller's thread reads them itself.
  */
 public final class PipeIO implements Closeable {
     /** The wire protocol this client speaks. */
@@ -59,12 +76,18 @@ public final class PipeIO implements Closeable {
     private static final int S_IFCHR = 0020000;
     private static final int S_IFBLK = 0060000;
     private static final int S_IFSOCK = 0140000;
+    private static final long POLL_INTERVAL_MILLIS = 20;
 
+    private final FileInputStream input;
     private final FileChannel in;
     private final FileChannel out;
+    private final Path recvPath;
     private final Path sendPath;
     private final Object recvLock = new Object();
     private final Object sendLock = new Object();
+    // The helper thread of receives with a deadline, and the read it has not finished yet.
+    private ExecutorService reader;
+    private Future<Integer> pending;
 
     // Bytes received but not yet returned are buffer[start, end); buffer[start, scanned) holds
     // no newline, so every byte is searched once however many reads a message takes.
@@ -74,10 +97,21 @@ public final class PipeIO implements Closeable {
     private int scanned;
     private boolean atEnd;
 
-    private PipeIO(FileChannel in, FileChannel out, Path sendPath) {
-        this.in = in;
+    private PipeIO(FileInputStream input, FileChannel out, Path recvPath, Path sendPath) {
+        this.input = input;
+        this.in = input == null ? null : input.getChannel();
         this.out = out;
+        this.recvPath = recvPath;
         this.sendPath = sendPath;
+    }
+
+    /**
+     * Opens without waiting for the pipes to appear: {@code open(recv, send, Duration.ZERO)}.
+     *
+     * @see #open(Path, Path, Duration)
+     */
+    public static PipeIO open(Path recv, Path send) throws IOException {
+        return open(recv, send, Duration.ZERO);
     }
 
     /**
@@ -85,31 +119,39 @@ public final class PipeIO implements Closeable {
      * (the server's in_pipe); either may be left out to open one side only. Opening
      * blocks until the server has its end open, whichever side starts first.
      *
-     * <p>Both paths are checked before either is opened. The send pipe is opened first.
+     * <p>Each path is looked at every 20 ms until it is a FIFO, for up to {@code wait} in all,
+     * so the server may create its pipes after this call starts. Then both paths are checked,
+     * the send path first, before either is opened; the send pipe is opened first.
      *
      * @param recv the pipe to receive from (the server's out_pipe), or null
      * @param send the pipe to send to (the server's in_pipe), or null
+     * @param wait how long the server may take to create the pipes; zero does not wait
      * @throws NoSuchFileException if a path is missing
      * @throws NotFifoException if a path is not a FIFO (a regular file is never opened)
      * @throws AccessDeniedException if a pipe cannot be read or written
+     * @throws java.io.InterruptedIOException if the thread is interrupted while it waits
      * @throws IllegalArgumentException if both paths are null
      */
-    public static PipeIO open(Path recv, Path send) throws IOException {
+    public static PipeIO open(Path recv, Path send, Duration wait) throws IOException {
         if (recv == null && send == null) {
             throw new IllegalArgumentException("nothing to open: give a receive or a send pipe");
         }
+        long deadline = System.nanoTime() + wait.toNanos();
+        for (Path path : Arrays.asList(send, recv)) {
+            awaitFifo(path, deadline);
+        }
         // Check both before opening either: an open blocks until the server arrives, and a
         // mistake in the second path should not wait for that.
-        if (recv != null) {
-            checkFifo(recv, AccessMode.READ);
-        }
         if (send != null) {
-            checkFifo(send, AccessMode.WRITE);
+            checkFifo(send, AccessMode.WRITE, wait);
+        }
+        if (recv != null) {
+            checkFifo(recv, AccessMode.READ, wait);
         }
         FileChannel out = send == null ? null : FileChannel.open(send, StandardOpenOption.WRITE);
         try {
-            FileChannel in = recv == null ? null : FileChannel.open(recv, StandardOpenOption.READ);
-            return new PipeIO(in, out, send);
+            FileInputStream input = recv == null ? null : new FileInputStream(recv.toFile());
+            return new PipeIO(input, out, recv, send);
         } catch (Throwable e) {
             if (out != null) {
                 try {
@@ -170,32 +212,25 @@ public final class PipeIO implements Closeable {
      * @throws IllegalStateException if this was opened without a pipe to receive from
      */
     public byte[] recv() throws IOException {
-        FileChannel channel = require(in, "receive from");
-        synchronized (recvLock) {
-            while (true) {
-                for (; scanned < end; scanned++) {
-                    if (buffer[scanned] == NEWLINE) {
-                        byte[] message = Arrays.copyOfRange(buffer, start, scanned);
-                        start = ++scanned;
-                        return message;
-                    }
-                }
-                if (atEnd) {
-                    return null;
-                }
-                if (end == buffer.length) {
-                    makeRoom();
-                }
-                int length = Math.min(CHUNK, buffer.length - end);
-                int n = channel.read(ByteBuffer.wrap(buffer, end, length));
-                if (n < 0) {
-                    atEnd = true;
-                    start = end = scanned = 0;
-                } else {
-                    end += n;
-                }
-            }
+        try {
+            return receive(null);
+        } catch (TimeoutException e) {
+            throw new AssertionError("a receive without a deadline timed out", e);
         }
+    }
+
+    /**
+     * Receives the next message like {@link #recv()}, waiting at most {@code timeout} for it.
+     * Nothing is lost when time runs out: the bytes of a message already read stay buffered,
+     * a read still under way stays pending, and the next receive returns the message whole.
+     * A zero timeout takes only what has already arrived.
+     *
+     * @return the message, or null at end of stream
+     * @throws TimeoutException if no whole message came within {@code timeout}
+     * @throws java.io.InterruptedIOException if the thread is interrupted while it waits
+     */
+    public byte[] recv(Duration timeout) throws IOException, TimeoutException {
+        return receive(timeout);
     }
 
     /**
@@ -203,8 +238,12 @@ public final class PipeIO implements Closeable {
      * become U+FFFD; use {@link #recv()} to see them exactly.
      */
     public String recvText() throws IOException {
-        byte[] message = recv();
-        return message == null ? null : new String(message, StandardCharsets.UTF_8);
+        return text(recv());
+    }
+
+    /** {@link #recvText()} with a deadline, as {@link #recv(Duration)}. */
+    public String recvText(Duration timeout) throws IOException, TimeoutException {
+        return text(recv(timeout));
     }
 
     /**
@@ -227,8 +266,13 @@ public final class PipeIO implements Closeable {
                 out.close();
             }
         } finally {
-            if (in != null) {
-                in.close();
+            if (input != null) {
+                input.close();
+            }
+            synchronized (this) {
+                if (reader != null) {
+                    reader.shutdown();
+                }
             }
         }
     }
@@ -243,8 +287,15 @@ public final class PipeIO implements Closeable {
     public static final class NotFifoException extends FileSystemException {
         private static final long serialVersionUID = 1L;
 
-        NotFifoException(Path path, int mode) {
-            super(path.toString(), null, "not a FIFO (" + kind(mode) + ")");
+        NotFifoException(Path path, String purpose, int mode) {
+            super(path.toString(), null,
+                    sentence(path, purpose, "not a FIFO (it is " + kind(mode) + ")"));
+        }
+
+        /** One sentence that names the path and the cause, the same in every pipe-io client. */
+        @Override
+        public String getMessage() {
+            return getReason();
         }
 
         private static String kind(int mode) {
@@ -260,7 +311,7 @@ public final class PipeIO implements Closeable {
                 case S_IFSOCK:
                     return "a socket";
                 default:
-                    return "file type " + Integer.toOctalString(mode & S_IFMT);
+                    return "another kind of file";
             }
         }
     }
@@ -270,25 +321,88 @@ public final class PipeIO implements Closeable {
         private static final long serialVersionUID = 1L;
 
         BrokenPipeException(Path path, IOException cause) {
-            super(path.toString(), null, "broken pipe: the server closed its end");
+            super(path.toString(), null,
+                    "cannot send to " + path + ": the server closed its end (broken pipe)");
             initCause(cause);
+        }
+
+        @Override
+        public String getMessage() {
+            return getReason();
+        }
+    }
+
+    private static final class MissingException extends NoSuchFileException {
+        private static final long serialVersionUID = 1L;
+
+        MissingException(Path path, String purpose, Duration waited) {
+            super(path.toString(), null, sentence(path, purpose, waited.isZero()
+                    ? "missing"
+                    : "missing (waited " + seconds(waited) + " s for it to appear)"));
+        }
+
+        @Override
+        public String getMessage() {
+            return getReason();
+        }
+    }
+
+    private static final class DeniedException extends AccessDeniedException {
+        private static final long serialVersionUID = 1L;
+
+        DeniedException(Path path, String purpose) {
+            super(path.toString(), null, sentence(path, purpose, "permission denied"));
+        }
+
+        @Override
+        public String getMessage() {
+            return getReason();
+        }
+    }
+
+    private static String sentence(Path path, String purpose, String cause) {
+        return "cannot open " + path + " for " + purpose + ": " + cause;
+    }
+
+    private static String seconds(Duration duration) {
+        return BigDecimal.valueOf(duration.toMillis(), 3).stripTrailingZeros().toPlainString();
+    }
+
+    private static boolean isFifo(Path path) {
+        try {
+            return ((Integer) Files.getAttribute(path, "unix:mode") & S_IFMT) == S_IFIFO;
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
+    private static void awaitFifo(Path path, long deadline) throws InterruptedIOException {
+        long left;
+        while (path != null && !isFifo(path) && (left = deadline - System.nanoTime()) > 0) {
+            try {
+                long millis = TimeUnit.NANOSECONDS.toMillis(left) + 1;
+                Thread.sleep(Math.min(POLL_INTERVAL_MILLIS, millis));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new InterruptedIOException("interrupted while waiting for " + path);
+            }
         }
     }
 
     // The "unix" attribute view tells a FIFO from a device or socket, which isOther() cannot.
-    private static void checkFifo(Path path, AccessMode access) throws IOException {
+    private static void checkFifo(Path path, AccessMode access, Duration waited)
+            throws IOException {
+        String purpose = access == AccessMode.WRITE ? "sending" : "receiving";
         try {
             int mode = (Integer) Files.getAttribute(path, "unix:mode");
             if ((mode & S_IFMT) != S_IFIFO) {
-                throw new NotFifoException(path, mode);
+                throw new NotFifoException(path, purpose, mode);
             }
             path.getFileSystem().provider().checkAccess(path, access);
         } catch (NoSuchFileException e) {
-            throw new NoSuchFileException(path.toString(), null, "missing (no such file)");
+            throw new MissingException(path, purpose, waited);
         } catch (AccessDeniedException e) {
-            String need = access.name().toLowerCase(Locale.ROOT);
-            throw new AccessDeniedException(
-                    path.toString(), null, "permission denied (needs " + need + " access)");
+            throw new DeniedException(path, purpose);
         }
     }
 
@@ -297,6 +411,83 @@ public final class PipeIO implements Closeable {
             throw new IllegalStateException("opened without a pipe to " + what);
         }
         return channel;
+    }
+
+    private static String text(byte[] message) {
+        return message == null ? null : new String(message, StandardCharsets.UTF_8);
+    }
+
+    // A null timeout waits as long as it takes.
+    private byte[] receive(Duration timeout) throws IOException, TimeoutException {
+        FileChannel channel = require(in, "receive from");
+        long deadline = timeout == null ? 0 : System.nanoTime() + timeout.toNanos();
+        synchronized (recvLock) {
+            while (true) {
+                for (; scanned < end; scanned++) {
+                    if (buffer[scanned] == NEWLINE) {
+                        byte[] message = Arrays.copyOfRange(buffer, start, scanned);
+                        start = ++scanned;
+                        return message;
+                    }
+                }
+                if (atEnd) {
+                    return null;
+                }
+                int n = read(channel, timeout, deadline);
+                if (n < 0) {
+                    atEnd = true;
+                    start = end = scanned = 0;
+                } else {
+                    end += n;
+                }
+            }
+        }
+    }
+
+    // Reads once into buffer[end, ...): in this thread when no deadline is set or bytes are
+    // waiting, otherwise through the helper thread. A pending read writes into the buffer, so
+    // the buffer is moved or grown only when no read is pending.
+    private int read(FileChannel channel, Duration timeout, long deadline)
+            throws IOException, TimeoutException {
+        if (pending == null) {
+            if (end == buffer.length) {
+                makeRoom();
+            }
+            ByteBuffer target = ByteBuffer.wrap(buffer, end, Math.min(CHUNK, buffer.length - end));
+            if (timeout == null || input.available() > 0) {
+                return channel.read(target);
+            }
+            pending = helper().submit(() -> channel.read(target));
+        }
+        try {
+            int n = timeout == null
+                    ? pending.get()
+                    : pending.get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+            pending = null;
+            return n;
+        } catch (TimeoutException e) {
+            throw new TimeoutException("cannot receive from " + recvPath
+                    + ": no whole message within " + timeout.toMillis() + " ms");
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new InterruptedIOException("interrupted while receiving from " + recvPath);
+        } catch (ExecutionException e) {
+            pending = null;
+            throw e.getCause() instanceof IOException
+                    ? (IOException) e.getCause()
+                    : new IOException("cannot receive from " + recvPath, e.getCause());
+        }
+    }
+
+    private synchronized ExecutorService helper() {
+        if (reader == null) {
+            reader = Executors.newSingleThreadExecutor(task -> {
+                Thread thread = new Thread(task, "pipe-io reader of " + recvPath);
+                thread.setDaemon(true);
+                return thread;
+            });
+        }
+        return reader;
     }
 
     private void makeRoom() {

@@ -4,6 +4,7 @@
 package pipeio;
 
 import java.io.ByteArrayOutputStream;
+import java.io.File;
 import java.io.FileInputStream;
 import java.io.FileOutputStream;
 import java.io.IOException;
@@ -14,6 +15,7 @@ import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
@@ -31,12 +33,16 @@ import java.util.concurrent.TimeoutException;
 import java.util.stream.Stream;
 
 /**
- * Tests of {@link PipeIO} against a peer played with raw streams on real FIFOs, without any
- * test framework. Run {@code java pipeio.PipeIOTest}; it prints one line per test,
- * then {@code N passed, N failed}, and exits non-zero on any failure.
+ * Tests of {@link PipeIO} against a peer played with raw streams on real FIFOs, and against the
+ * reference server ({@code pipe-io-server serve}, on PATH or named by PIPE_IO_SERVER) where its
+ * timing is not the point, without any test framework. Run {@code java
+ * pipeio.PipeIOTest}; it prints one line per test, then {@code N passed, N failed},
+ * and exits non-zero on any failure.
  */
 public final class PipeIOTest {
     private static final long TIMEOUT_SECONDS = 20;
+    private static final Duration LONG = Duration.ofSeconds(TIMEOUT_SECONDS);
+    private static final String SERVER = findServer();
     private static final byte[][] SAMPLES = {
         bytes("plain"),
         bytes(""),
@@ -60,6 +66,7 @@ public final class PipeIOTest {
     private static int fifos;
     private static int passed;
     private static int failed;
+    private static int skipped;
 
     private PipeIOTest() {
     }
@@ -70,6 +77,10 @@ public final class PipeIOTest {
     }
 
     public static void main(String[] args) throws Exception {
+        if (args.length == 3 && args[0].equals("--open")) {
+            probe(args[1], args[2]);
+            return;
+        }
         dir = Files.createTempDirectory("pipeio-test");
         try {
             test("receives all but the newline untouched", PipeIOTest::receivesBytesUntouched);
@@ -86,16 +97,34 @@ public final class PipeIOTest {
             test("close wakes a blocked recv", PipeIOTest::closeWakesRecv);
             test("refuses missing paths and files that are not FIFOs", PipeIOTest::refusesBadPaths);
             test("refuses a FIFO it may not open", PipeIOTest::refusesForbiddenFifo);
+            test("opens the send pipe first", PipeIOTest::opensSendFirst);
+            test("an open waits for the pipes to appear", PipeIOTest::openWaits);
+            test("a receive deadline keeps a split message", PipeIOTest::recvDeadline);
+            test("close ends a read left pending by a deadline", PipeIOTest::closeAfterDeadline);
             test("echo example answers every message", PipeIOTest::echoExample);
             test("echo example ends quietly when the server leaves",
                     PipeIOTest::echoEndsWhenServerLeaves);
+            test("echo example waits 5 s for a missing pipe", PipeIOTest::echoReportsMissing);
+            serverTest("an open waits for the reference server", PipeIOTest::referenceServer);
+            serverTest("echo example started before the reference server",
+                    PipeIOTest::echoBeforeReferenceServer);
         } finally {
             try (Stream<Path> paths = Files.walk(dir)) {
                 paths.sorted(Comparator.reverseOrder()).forEach(path -> path.toFile().delete());
             }
         }
-        System.out.println(passed + " passed, " + failed + " failed");
+        System.out.println(passed + " passed, " + failed + " failed"
+                + (skipped > 0 ? ", " + skipped + " skipped" : ""));
         System.exit(failed == 0 ? 0 : 1);
+    }
+
+    private static void serverTest(String name, Check check) {
+        if (SERVER == null) {
+            skipped++;
+            System.out.println("skip " + name + ": pipe-io-server is not on PATH");
+        } else {
+            test(name, check);
+        }
     }
 
     private static void test(String name, Check check) {
@@ -311,7 +340,8 @@ public final class PipeIOTest {
         Future<?> leaver = openAndLeave(pipe);
         try (PipeIO pipes = PipeIO.open(null, pipe)) {
             await(leaver);
-            expect(PipeIO.BrokenPipeException.class, pipe + ": broken pipe",
+            expect(PipeIO.BrokenPipeException.class,
+                    "cannot send to " + pipe + ": the server closed its end (broken pipe)",
                     () -> pipes.sendText("hello?"));
         }
     }
@@ -351,28 +381,164 @@ public final class PipeIOTest {
         Path regular = dir.resolve("regular");
         Files.write(regular, bytes("keep me"));
         Path fifo = fifo();
-        expect(NoSuchFileException.class, missing + ": missing", () -> PipeIO.open(missing, null));
+        String gone = "cannot open " + missing + " for receiving: missing";
+        expectExactly(NoSuchFileException.class, gone, () -> PipeIO.open(missing, null));
         // The good FIFO has no peer: open must fail on the bad path before blocking on it.
-        expect(NoSuchFileException.class, missing + ": missing", () -> PipeIO.open(fifo, missing));
-        expect(PipeIO.NotFifoException.class, regular + ": not a FIFO (a regular file)",
+        expectExactly(NoSuchFileException.class, gone, () -> PipeIO.open(missing, fifo));
+        expectExactly(PipeIO.NotFifoException.class,
+                "cannot open " + regular + " for sending: not a FIFO (it is a regular file)",
                 () -> PipeIO.open(null, regular));
-        expect(PipeIO.NotFifoException.class, regular + ": not a FIFO",
-                () -> PipeIO.open(regular, null));
-        expect(PipeIO.NotFifoException.class, dir + ": not a FIFO (a directory)",
+        expectExactly(PipeIO.NotFifoException.class,
+                "cannot open " + dir + " for receiving: not a FIFO (it is a directory)",
                 () -> PipeIO.open(dir, null));
+        // With two bad paths, the send path is named.
+        expectExactly(PipeIO.NotFifoException.class,
+                "cannot open " + regular + " for sending: not a FIFO (it is a regular file)",
+                () -> PipeIO.open(missing, regular));
+        expectExactly(NoSuchFileException.class,
+                "cannot open " + missing + " for sending: missing",
+                () -> PipeIO.open(regular, missing));
         assertBytes(bytes("keep me"), Files.readAllBytes(regular));
         expect(IllegalArgumentException.class, "nothing to open", () -> PipeIO.open(null, null));
     }
 
     private static void refusesForbiddenFifo() throws Exception {
-        Path pipe = fifo();
-        Files.setPosixFilePermissions(pipe, PosixFilePermissions.fromString("-w-------"));
-        if (Files.isReadable(pipe)) {
-            System.out.println("     (permission checks are not enforced for this user: skipped)");
+        Path locked = fifo();
+        Path open = fifo();
+        Files.setPosixFilePermissions(locked, PosixFilePermissions.fromString("-w-------"));
+        Files.setPosixFilePermissions(open, PosixFilePermissions.fromString("rw-rw-rw-"));
+        // The send pipe has no reader: the receive pipe must be refused before that open blocks.
+        String expected = "cannot open " + locked + " for receiving: permission denied";
+        if (!System.getProperty("user.name").equals("root")) {
+            expectExactly(AccessDeniedException.class, expected, () -> PipeIO.open(locked, open));
             return;
         }
-        expect(AccessDeniedException.class, pipe + ": permission denied",
-                () -> PipeIO.open(pipe, null));
+        // Root passes every permission check: run the open as nobody, with a copy of the
+        // classes where nobody may read them.
+        Path classes = dir.resolve("classes");
+        Path compiled = Path.of(
+                PipeIOTest.class.getProtectionDomain().getCodeSource().getLocation().toURI());
+        try (Stream<Path> files = Files.walk(compiled)) {
+            for (Path file : (Iterable<Path>) files::iterator) {
+                Files.copy(file, classes.resolve(compiled.relativize(file).toString()));
+            }
+        }
+        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwx--x--x"));
+        try (Stream<Path> files = Files.walk(classes)) {
+            for (Path file : (Iterable<Path>) files::iterator) {
+                Files.setPosixFilePermissions(file, PosixFilePermissions.fromString(
+                        Files.isDirectory(file) ? "rwxr-xr-x" : "rw-r--r--"));
+            }
+        }
+        Process child = new ProcessBuilder("setpriv", "--reuid=65534", "--regid=65534",
+                "--clear-groups", javaCommand(), "-cp", classes.toString(),
+                PipeIOTest.class.getName(), "--open", locked.toString(), open.toString())
+                .redirectErrorStream(true).start();
+        String output = new String(child.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        check(child.waitFor(TIMEOUT_SECONDS, TimeUnit.SECONDS), "the child did not end");
+        assertEquals("access denied: " + expected + "\n", output);
+    }
+
+    /** As a child process: open, and print the exception it throws. */
+    private static void probe(String recv, String send) {
+        try {
+            PipeIO.open(Path.of(recv), Path.of(send)).close();
+            System.out.println("opened");
+        } catch (AccessDeniedException e) {
+            System.out.println("access denied: " + e.getMessage());
+        } catch (IOException e) {
+            System.out.println(e);
+        }
+    }
+
+    private static void opensSendFirst() throws Exception {
+        Path recv = fifo();
+        Path send = fifo();
+        Path got = dir.resolve("got");
+        // Blocking opens in this order meet a client that opens in the same order only.
+        Process peer = new ProcessBuilder("sh", "-c",
+                "exec 3<\"$1\" 4>\"$2\"; echo welcome >&4; exec 4>&-; cat <&3 >\"$3\"", "sh",
+                send.toString(), recv.toString(), got.toString()).start();
+        try (PipeIO pipes = PipeIO.open(recv, send)) {
+            assertEquals("welcome", pipes.recvText(LONG));
+            pipes.sendText("thanks");
+        }
+        check(peer.waitFor(TIMEOUT_SECONDS, TimeUnit.SECONDS) && peer.exitValue() == 0,
+                "the peer failed");
+        assertEquals("thanks\n", Files.readString(got));
+    }
+
+    private static void openWaits() throws Exception {
+        Path missing = dir.resolve("missing");
+        Path regular = dir.resolve("regular-" + ++fifos);
+        Files.write(regular, bytes("keep me"));
+        long began = System.nanoTime();
+        expectExactly(NoSuchFileException.class,
+                "cannot open " + missing + " for sending: missing (waited 0.3 s for it to appear)",
+                () -> PipeIO.open(null, missing, Duration.ofMillis(300)));
+        check(System.nanoTime() - began >= TimeUnit.MILLISECONDS.toNanos(300), "it did not wait");
+        expectExactly(PipeIO.NotFifoException.class,
+                "cannot open " + regular + " for receiving: not a FIFO (it is a regular file)",
+                () -> PipeIO.open(regular, null, Duration.ofMillis(100)));
+        Path late = dir.resolve("late");
+        Future<byte[]> peer = async(() -> {
+            Thread.sleep(300);
+            Process mkfifo = new ProcessBuilder("mkfifo", late.toString()).start();
+            check(mkfifo.waitFor(TIMEOUT_SECONDS, TimeUnit.SECONDS), "mkfifo hung");
+            return await(readAll(late));
+        });
+        try (PipeIO pipes = PipeIO.open(null, late, LONG)) {
+            pipes.sendText("found it");
+        }
+        assertBytes(bytes("found it\n"), await(peer));
+    }
+
+    private static void recvDeadline() throws Exception {
+        Path pipe = fifo();
+        Future<FileOutputStream> writing = async(() -> new FileOutputStream(pipe.toFile()));
+        try (PipeIO pipes = PipeIO.open(pipe, null)) {
+            FileOutputStream server = await(writing);
+            String timedOut = "cannot receive from " + pipe + ": no whole message within ";
+            server.write(bytes("whole\nsplit "));
+            assertEquals("whole", pipes.recvText(LONG));
+            expectExactly(TimeoutException.class, timedOut + "200 ms",
+                    () -> pipes.recv(Duration.ofMillis(200)));
+            server.write(bytes("message\nnext"));
+            assertEquals("split message", pipes.recvText(LONG));
+            expectExactly(TimeoutException.class, timedOut + "0 ms",
+                    () -> pipes.recv(Duration.ZERO));
+            server.write(bytes(" one\n\n"));
+            assertEquals("next one", pipes.recvText(LONG));
+            assertEquals("", pipes.recvText(Duration.ZERO));
+            server.write(bytes("now\n"));
+            assertEquals("now", pipes.recvText(Duration.ZERO));
+            server.write(bytes("first half, "));
+            expectExactly(TimeoutException.class, timedOut + "100 ms",
+                    () -> pipes.recv(Duration.ofMillis(100)));
+            Future<?> later = async(() -> {
+                Thread.sleep(200);
+                server.write(bytes("second half\ntail"));
+                server.close();
+                return null;
+            });
+            assertEquals("first half, second half", pipes.recvText());
+            await(later);
+            assertBytes(null, pipes.recv(LONG)); // end of stream, not a timeout
+        }
+    }
+
+    private static void closeAfterDeadline() throws Exception {
+        Path pipe = fifo();
+        Future<FileOutputStream> writing = async(() -> new FileOutputStream(pipe.toFile()));
+        PipeIO pipes = PipeIO.open(pipe, null);
+        FileOutputStream server = await(writing);
+        try {
+            expect(TimeoutException.class, "", () -> pipes.recv(Duration.ofMillis(50)));
+            pipes.close();
+            expect(AsynchronousCloseException.class, "", () -> pipes.recv(LONG));
+        } finally {
+            server.close();
+        }
     }
 
     private static void echoExample() throws Exception {
@@ -396,6 +562,83 @@ public final class PipeIOTest {
         // Echo.main calls System.exit(1) on an error, which would end this run without a summary.
         Echo.main(new String[] {recv.toString(), send.toString()});
         await(server);
+    }
+
+    private static void echoReportsMissing() throws Exception {
+        Path missing = dir.resolve("missing");
+        Process echo = echo(missing, fifo());
+        String errors = new String(echo.getErrorStream().readAllBytes(), StandardCharsets.UTF_8);
+        check(echo.waitFor(TIMEOUT_SECONDS, TimeUnit.SECONDS), "the echo did not end");
+        assertEquals(1, echo.exitValue());
+        assertEquals("echo: cannot open " + missing
+                + " for receiving: missing (waited 5 s for it to appear)\n", errors);
+    }
+
+    private static void referenceServer() throws Exception {
+        Path in = dir.resolve("server-in");
+        Path out = dir.resolve("server-out");
+        Future<PipeIO> opening = async(() -> PipeIO.open(out, in, LONG));
+        Thread.sleep(300);
+        Process server = new ProcessBuilder(SERVER, "serve", in.toString(), out.toString()).start();
+        try (PipeIO pipes = await(opening)) {
+            pipes.sendText("late but here");
+            assertEquals("late but here", pipes.recvText(LONG));
+            expect(TimeoutException.class, "", () -> pipes.recv(Duration.ofMillis(200)));
+            server.destroy();
+            assertBytes(null, pipes.recv(LONG));
+            check(server.waitFor(TIMEOUT_SECONDS, TimeUnit.SECONDS) && server.exitValue() == 0,
+                    "the server did not stop cleanly");
+        } finally {
+            server.destroyForcibly();
+        }
+    }
+
+    private static void echoBeforeReferenceServer() throws Exception {
+        Path in = dir.resolve("echo-in");
+        Path out = dir.resolve("echo-out");
+        Path got = dir.resolve("echo-got");
+        // The server runs this script: its first line goes to the echo, the echo's answer comes
+        // back on its standard input, and when it exits the server stops.
+        Path script = dir.resolve("once.sh");
+        Files.writeString(script,
+                "echo hello\nIFS= read -r line\nprintf '%s\\n' \"$line\" >'" + got + "'\n");
+        Process echo = echo(out, in);
+        Thread.sleep(500);
+        Process server = new ProcessBuilder(SERVER, "serve", in.toString(), out.toString(),
+                "--exec", "sh " + script).start();
+        try {
+            check(server.waitFor(TIMEOUT_SECONDS, TimeUnit.SECONDS) && server.exitValue() == 0,
+                    "the server did not end with its script");
+            check(echo.waitFor(TIMEOUT_SECONDS, TimeUnit.SECONDS) && echo.exitValue() == 0,
+                    "the echo did not exit 0");
+            assertEquals("hello\n", Files.readString(got));
+        } finally {
+            server.destroyForcibly();
+            echo.destroyForcibly();
+        }
+    }
+
+    private static String findServer() {
+        String named = System.getenv("PIPE_IO_SERVER");
+        if (named != null) {
+            return named;
+        }
+        for (String folder : System.getenv().getOrDefault("PATH", "").split(File.pathSeparator)) {
+            if (Files.isExecutable(Path.of(folder, "pipe-io-server"))) {
+                return Path.of(folder, "pipe-io-server").toString();
+            }
+        }
+        return null;
+    }
+
+    /** The echo example in a JVM of its own: it calls System.exit. */
+    private static Process echo(Path recv, Path send) throws IOException {
+        return new ProcessBuilder(javaCommand(), "-cp", System.getProperty("java.class.path"),
+                Echo.class.getName(), recv.toString(), send.toString()).start();
+    }
+
+    private static String javaCommand() {
+        return Path.of(System.getProperty("java.home"), "bin", "java").toString();
     }
 
     private static Path fifo() throws Exception {
@@ -458,6 +701,18 @@ public final class PipeIOTest {
             return;
         }
         throw new AssertionError("expected " + type.getSimpleName() + " with '" + message + "'");
+    }
+
+    private static void expectExactly(Class<? extends Exception> type, String message, Check call)
+            throws Exception {
+        try {
+            call.run();
+        } catch (Exception e) {
+            check(type.isInstance(e) && message.equals(e.getMessage()),
+                    "expected " + type.getSimpleName() + " '" + message + "', got " + e);
+            return;
+        }
+        throw new AssertionError("expected " + type.getSimpleName() + " '" + message + "'");
     }
 
     private static void check(boolean condition, String message) {
