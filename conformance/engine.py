@@ -10,7 +10,6 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from . import fifo
 from .process import exit_text, substitute
@@ -76,6 +75,24 @@ def difference(expected: bytes, got: bytes) -> list[str]:
             f"around it: expected {expected[start : index + 16]!r}, got {got[start : index + 16]!r}"
         )
     return lines
+
+
+@dataclass
+class Tally:
+    """How far a step got, for the report of a timeout."""
+
+    verb: str
+    total: int
+    done: int = 0
+    last: bytes = b""
+
+    def add(self, message: bytes) -> None:
+        self.done += 1
+        self.last = message
+
+    def __str__(self) -> str:
+        text = f"{self.verb} {self.done} of {plural(self.total, 'message')}"
+        return text + (f", the last: {preview(self.last)}" if self.done else "")
 
 
 @dataclass(frozen=True)
@@ -189,7 +206,13 @@ class Player:
         self.log(f"closed {step.value} side(s) of {at.peer}")
 
     def do_connect(self, step: Step, at: At) -> None:
-        self.side.connect(step.value, list(step.args["open"]), at.deadline)
+        self.side.connect(
+            step.value,
+            list(step.args["open"]),
+            at.deadline,
+            nonblocking=bool(step.args.get("nonblocking")),
+            background=bool(step.args.get("background")),
+        )
         self.log(f"connected {step.value} ({' then '.join(step.args['open'])})")
 
     def do_spawn(self, step: Step, at: At) -> None:
@@ -253,16 +276,13 @@ class Player:
     def send(self, step: Step, peer: str, deadline: float, index: int) -> None:
         error = step.args.get("error")
         messages = self.messages(step, index)
-        done = [0, b""]
-        self.progress = lambda: (
-            f"sent {done[0]} of {len(messages)} messages"
-            + (f", the last: {preview(bytes(done[1]))}" if done[0] else "")
-        )
+        tally = Tally("sent", len(messages))
+        self.progress = tally.__str__
         for payload, i in messages:
             data = payload.at(i)
             try:
                 self.side.send(peer, data, deadline)
-                done[:] = [done[0] + 1, data]
+                tally.add(data)
             except OSError as problem:
                 if error and problem.errno is not None and _errno_name(problem.errno) == error:
                     self.log(f"send failed with {error}, as expected")
@@ -278,11 +298,8 @@ class Player:
             return
         messages = self.messages(step, index)
         allowed = [p.at(index) for p in step.args.get("allow_before", ())]
-        received: list[Any] = [0, None]
-        self.progress = lambda: (
-            f"received {received[0]} of {len(messages)} messages"
-            + (f", the last: {preview(received[1])}" if received[0] else "")
-        )
+        tally = Tally("received", len(messages))
+        self.progress = tally.__str__
         for number, (payload, i) in enumerate(messages, 1):
             want = payload.at(i)
             # A raw reader takes no more than this out of the pipe (exact partial reads).
@@ -303,7 +320,7 @@ class Player:
                 if number > 1:
                     lines.append(f"  the {plural(number - 1, 'message')} before it were right")
                 raise Failure(f"{step.where}: {which} differs", lines)
-            received[:] = [number, want]
+            tally.add(want)
         self.log(self.summary("got back", messages))
 
     def expect_writers(self, step: Step, peer: str, deadline: float) -> None:

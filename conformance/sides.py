@@ -22,7 +22,8 @@ import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
-from pathlib import Path
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import fifo
@@ -230,7 +231,7 @@ class ReferenceServer(ClientTesteeSide):
         workdir: Path,
         pipe_names: tuple[str, str],
         client_run: str,
-        options: dict[str, int],
+        options: dict[str, Any],
     ) -> None:
         super().__init__(workdir, pipe_names, client_run)
         from pipe_io_server import PipeIOServer  # noqa: PLC0415 (only client roles need it)
@@ -398,7 +399,7 @@ def reference_client_dir() -> Path:
     from pipe_io_server import codegen  # noqa: PLC0415 (only server roles need it)
 
     folder = Path(tempfile.mkdtemp(prefix="pio-refclient-"))
-    text = codegen.render("python")[codegen.PurePosixPath("pipe_io.py")]
+    text = codegen.render("python")[PurePosixPath("pipe_io.py")]
     (folder / "pipe_io.py").write_text(text, encoding="utf-8")
     return folder
 
@@ -512,7 +513,7 @@ class ReferenceClients(Side):
         runs = sum(1 for child in self.children if child.label.startswith("server"))
         server = Child(command, self.workdir, f"server-{runs + 1}" if runs else "server")
         self.children.append(server)
-        waits = (
+        waits: tuple[Callable[[float], None], ...] = (
             lambda until: fifo.wait_for_fifo(self.in_pipe, until),
             lambda until: fifo.wait_for_fifo(self.out_pipe, until),
             lambda until: fifo.open_writer_waiting(self.in_pipe, until).close(),
