@@ -17,10 +17,12 @@ from .registry import Testee
 from .scenario import OPTIONS, Payload, Scenario, Step
 from .sides import (
     Failure,
+    How,
     RawServer,
     ReferenceClients,
     ReferenceServer,
     Side,
+    Writers,
     signal_number,
 )
 
@@ -206,13 +208,8 @@ class Player:
         self.log(f"closed {step.value} side(s) of {at.peer}")
 
     def do_connect(self, step: Step, at: At) -> None:
-        self.side.connect(
-            step.value,
-            list(step.args["open"]),
-            at.deadline,
-            nonblocking=bool(step.args.get("nonblocking")),
-            background=bool(step.args.get("background")),
-        )
+        how = How(bool(step.args.get("nonblocking")), bool(step.args.get("background")))
+        self.side.connect(step.value, list(step.args["open"]), at.deadline, how)
         self.log(f"connected {step.value} ({' then '.join(step.args['open'])})")
 
     def do_spawn(self, step: Step, at: At) -> None:
@@ -237,13 +234,10 @@ class Player:
         self.progress = lambda: (
             "messages written by each writer: " + ", ".join(f"{n}/{count}" for n in sent)
         )
-        self.side.writers(
-            messages,
-            int(step.args["sessions"]),
-            bool(step.args.get("idle_sessions")),
-            at.deadline,
-            sent,
+        plan = Writers(
+            messages, int(step.args["sessions"]), bool(step.args.get("idle_sessions")), sent
         )
+        self.side.writers(plan, at.deadline)
         self.log(
             f"{step.value} writers at once wrote {count} messages each "
             f"({payload.description}) over {step.args['sessions']} session(s) each"

@@ -23,6 +23,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -40,6 +41,27 @@ FALSE_EOF = (
     "{path} had no writer when {who} opened it: its first read returned end of file "
     "(PROTOCOL.md section 4.6: the server keeps its write end open between readers)"
 )
+
+
+@dataclass(frozen=True)
+class How:
+    """How a raw client opens: out_pipe without blocking, or blocking opens in a thread."""
+
+    nonblocking: bool = False
+    background: bool = False
+
+
+PLAIN = How()
+
+
+@dataclass
+class Writers:
+    """A `writers` step: each writer's messages, over how many sessions; `sent` counts."""
+
+    messages: list[list[bytes]]
+    sessions: int
+    idle: bool
+    sent: list[int]
 
 
 class Failure(Exception):
@@ -105,25 +127,10 @@ class Side(ABC):
     def close(self, peer: str, sides: str) -> None:
         raise self.unsupported("close")
 
-    def connect(
-        self,
-        peer: str,
-        order: list[str],
-        deadline: float,
-        *,
-        nonblocking: bool = False,
-        background: bool = False,
-    ) -> None:
+    def connect(self, peer: str, order: list[str], deadline: float, how: How = PLAIN) -> None:
         raise self.unsupported("connect")
 
-    def writers(
-        self,
-        messages: list[list[bytes]],
-        sessions: int,
-        idle: bool,
-        deadline: float,
-        sent: list[int],
-    ) -> None:
+    def writers(self, plan: Writers, deadline: float) -> None:
         raise self.unsupported("writers")
 
     def create_pipes(self) -> None:
@@ -568,17 +575,9 @@ class ReferenceClients(Side):
                 raise Failure(f"peer {name!r}: its open failed: {error.strerror}: {error.filename}")
         return peer
 
-    def connect(
-        self,
-        peer: str,
-        order: list[str],
-        deadline: float,
-        *,
-        nonblocking: bool = False,
-        background: bool = False,
-    ) -> None:
+    def connect(self, peer: str, order: list[str], deadline: float, how: How = PLAIN) -> None:
         if not self.raw:
-            if nonblocking or background:
+            if how != PLAIN:
                 raise self._raw_only("a non-blocking or background open")
             try:
                 self._host().call(deadline, op="open", peer=peer, sides=order)
@@ -590,7 +589,7 @@ class ReferenceClients(Side):
             self.connected.add(peer)
             return
         connection = self.peers.setdefault(peer, Peer())
-        if background:
+        if how.background:
             connection.opening = threading.Thread(
                 target=self._open_blocking, args=(connection, order), daemon=True
             )
@@ -600,7 +599,7 @@ class ReferenceClients(Side):
             if side == "send" and connection.writer is None:
                 connection.writer = _open_sender(self.in_pipe, f"peer {peer!r}")
             elif side == "recv" and connection.reader is None:
-                connection.reader = self._open_receiver(peer, deadline, nonblocking)
+                connection.reader = self._open_receiver(peer, deadline, how.nonblocking)
 
     def _open_receiver(self, peer: str, deadline: float, nonblocking: bool) -> Reader:
         try:
@@ -705,15 +704,9 @@ class ReferenceClients(Side):
         else:
             raise Failure(f"scenario error: no connected peer {peer!r}")
 
-    def writers(
-        self,
-        messages: list[list[bytes]],
-        sessions: int,
-        idle: bool,
-        deadline: float,
-        sent: list[int],
-    ) -> None:
+    def writers(self, plan: Writers, deadline: float) -> None:
         """Clients writing at once, each in a thread of its own with its own descriptors."""
+        messages, sessions, idle, sent = plan.messages, plan.sessions, plan.idle, plan.sent
         errors: list[BaseException] = []
         start = threading.Barrier(len(messages))
 
