@@ -182,8 +182,10 @@ def run_matrix(
             )
         progress.finish(cell)
 
+    # Long scenarios first, so that the last cells in flight are short ones.
+    ordered = sorted(cells, key=lambda cell: -cell.scenario.timeout)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for future in [pool.submit(play, cell) for cell in cells]:
+        for future in [pool.submit(play, cell) for cell in ordered]:
             future.result()
     progress.close()
     return Run(testees, scenarios, cells, builds, time.monotonic() - started, missing)
