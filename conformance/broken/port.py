@@ -33,8 +33,10 @@ FAULTS = {
     "drop-partial": "requeues the wholly unread messages, drops the one the reader was in",
     "lf-not-counted": "counts a message delivered once its bytes are read, newline or not",
     "requeue-at-back": "puts requeued messages behind those still queued",
+    "redeliver-once": "requeues a message once only: its second reader's departure loses it",
     "read-end-of-out": "holds a read end of out_pipe (as 1.0.3 did): never sees a reader leave",
     "drop-while-no-reader": "discards what is sent while no reader is connected",
+    "bounded-queue": "keeps at most 10,000 queued messages, dropping the oldest",
     "close-out-when-idle": "closes out_pipe whenever it has nothing to write",
     "small-first": "writes short messages before long ones already queued",
     "dup-on-partial-write": "after a partial write, writes the message again from its start",
@@ -92,6 +94,7 @@ class Port:
         self.sent: deque[bytes] = deque()
         self.written = 0
         self.current, self.offset = b"", 0
+        self.requeued: set[int] = set()  # ids of messages requeued (for redeliver-once)
         self.out_reader = -1
         if "read-end-of-out" in faults:
             self.out_reader = os.open(out_path, os.O_RDONLY | os.O_NONBLOCK)
@@ -197,6 +200,8 @@ class Port:
                 self.queue.insert(position, message)
             else:
                 self.queue.append(message)
+            if "bounded-queue" in self.faults and len(self.queue) > 10000:
+                self.queue.popleft()
             os.write(self.wake_w, b"!")
             while "blocking-echo" in self.faults and (self.queue or self.busy):
                 if self.stopping:
@@ -300,10 +305,12 @@ class Port:
             end = position + len(message)
             taken = end - 1 if "lf-not-counted" in self.faults else end
             partly_read = position < consumed
+            again = "redeliver-once" in self.faults and id(message) in self.requeued
             if ("redeliver-taken" in self.faults or taken > consumed) and not (
-                "drop-partial" in self.faults and partly_read
+                ("drop-partial" in self.faults and partly_read) or again
             ):
                 requeue.append(message)
+                self.requeued.add(id(message))
             position = end
         with self.lock:
             if "drop-unread" not in self.faults:

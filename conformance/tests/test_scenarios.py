@@ -61,6 +61,7 @@ MINIMUM = {
     "server-redeliver-not-what-was-taken",
     "server-redeliver-before-newline",
     "server-redeliver-before-later-messages",
+    "server-redeliver-twice",
     "server-readers-take-turns",
     # in_pipe held across clients, overlapping clients, a dead writer's tail
     "server-writers-back-to-back",

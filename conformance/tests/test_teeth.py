@@ -39,6 +39,8 @@ PORT_FAULTS = {
     "drop-partial": "server-redeliver-short-message",
     "lf-not-counted": "server-redeliver-before-newline",
     "requeue-at-back": "server-redeliver-1mib-queued-behind",
+    "redeliver-once": "server-redeliver-twice",
+    "bounded-queue": "server-messages-wait-for-a-reader",
     "read-end-of-out": "server-redeliver-short-message",
     "drop-while-no-reader": "server-messages-wait-for-a-reader",
     "close-out-when-idle": "server-open-recv-first-after-reader-left",
