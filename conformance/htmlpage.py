@@ -24,6 +24,7 @@ NAMES = {
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
 h1 { font-size: 1.4em; margin: 0 0 .3em; }
+.scroll { overflow-x: auto; }
 table.matrix { border-collapse: collapse; margin: 1em 0; }
 .matrix th, .matrix td { border: 1px solid #bbb; padding: 2px 5px; text-align: center;
   font: 12px monospace; white-space: nowrap; }
@@ -53,7 +54,10 @@ def _matrix(data: dict[str, Any], anchors: dict[tuple[str, str], str]) -> list[s
         f'<th title="{escape(s["id"])}: {escape(s["title"])}">{escape(s["column"])}</th>'
         for s in data["scenarios"]
     )
-    rows = [f'<table class="matrix"><tr><th class="row">testee \\ scenario</th>{head}</tr>']
+    rows = [
+        '<div class="scroll"><table class="matrix">',
+        f'<tr><th class="row">testee \\ scenario</th>{head}</tr>',
+    ]
     for testee in data["testees"]:
         cells = []
         for scenario in data["scenarios"]:
@@ -69,7 +73,7 @@ def _matrix(data: dict[str, Any], anchors: dict[tuple[str, str], str]) -> list[s
                 f'<a href="#{anchor}">{escape(_cell_text(result))}</a></td>'
             )
         rows.append(f'<tr><th class="row">{escape(testee["label"])}</th>{"".join(cells)}</tr>')
-    rows.append("</table>")
+    rows.append("</table></div>")
     return rows
 
 
