@@ -12,20 +12,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import fifo
-from .process import exit_text
+from .process import exit_text, substitute
 from .registry import Testee
-from .scenario import Payload, Scenario, Step
+from .scenario import OPTIONS, Payload, Scenario, Step
 from .sides import (
     Failure,
+    How,
     RawServer,
     ReferenceClients,
     ReferenceServer,
     Side,
+    Writers,
     signal_number,
 )
 
 PREVIEW = 64
-TRANSCRIPT = 12
+TRANSCRIPT = 12  # last steps shown under a failure in the terminal
+KEPT_STEPS = 400  # steps kept per cell for the HTML report
 
 
 @dataclass
@@ -34,6 +37,9 @@ class Result:
     seconds: float
     message: str = ""
     details: list[str] = field(default_factory=list)
+    verdict: str | None = None  # "skipped" or "unsupported": the cell was not played
+    steps: list[str] = field(default_factory=list)
+    processes: list[dict[str, str]] = field(default_factory=list)
 
 
 def preview(data: bytes, limit: int = PREVIEW) -> str:
@@ -73,6 +79,24 @@ def difference(expected: bytes, got: bytes) -> list[str]:
     return lines
 
 
+@dataclass
+class Tally:
+    """How far a step got, for the report of a timeout."""
+
+    verb: str
+    total: int
+    done: int = 0
+    last: bytes = b""
+
+    def add(self, message: bytes) -> None:
+        self.done += 1
+        self.last = message
+
+    def __str__(self) -> str:
+        text = f"{self.verb} {self.done} of {plural(self.total, 'message')}"
+        return text + (f", the last: {preview(self.last)}" if self.done else "")
+
+
 @dataclass(frozen=True)
 class At:
     """Where a step runs: its peer, its deadline, the scenario's, the repeat index."""
@@ -89,9 +113,13 @@ class Player:
         self.side = side
         self.scale = scale
         self.transcript: list[str] = []
+        self.progress: Callable[[], str] = str  # what the current step did so far
 
     def log(self, line: str) -> None:
-        self.transcript.append(line)
+        if len(self.transcript) == KEPT_STEPS:
+            self.transcript.append("[later steps not kept]")
+        elif len(self.transcript) < KEPT_STEPS:
+            self.transcript.append(line)
 
     def deadline(self, step: Step, overall: float) -> float:
         within: float | None = step.args.get("within")
@@ -103,11 +131,16 @@ class Player:
         for step in steps:
             if step.role and step.role != self.side.testee_kind:
                 continue
+            self.progress = str
             try:
                 self.step(step, overall, index)
             except fifo.Timeout:
                 waited = "the scenario's timeout" if "within" not in step.args else "its limit"
-                raise Failure(f"{step.where}: {step.text()}: timed out ({waited})") from None
+                done = self.progress()
+                raise Failure(
+                    f"{step.where}: {step.text()}: timed out ({waited})"
+                    + (f"; {done}" if done else "")
+                ) from None
             except BrokenPipeError:
                 raise Failure(
                     f"{step.where}: {step.text()}: the pipe has no reader (EPIPE)"
@@ -175,7 +208,8 @@ class Player:
         self.log(f"closed {step.value} side(s) of {at.peer}")
 
     def do_connect(self, step: Step, at: At) -> None:
-        self.side.connect(step.value, list(step.args["open"]), at.deadline)
+        how = How(bool(step.args.get("nonblocking")), bool(step.args.get("background")))
+        self.side.connect(step.value, list(step.args["open"]), at.deadline, how)
         self.log(f"connected {step.value} ({' then '.join(step.args['open'])})")
 
     def do_spawn(self, step: Step, at: At) -> None:
@@ -185,25 +219,64 @@ class Player:
 
     def do_read_bytes(self, step: Step, at: At) -> None:
         data = self.side.read_bytes(at.peer, step.value, at.deadline)
-        self.log(f"read {plural(len(data), 'raw byte')} of {at.peer}")
+        if len(data) < step.value:
+            raise Failure(
+                f"{step.where}: expected {plural(step.value, 'byte')}, got end of file after "
+                f"{plural(len(data), 'byte')}: {preview(data)}"
+            )
+        self.log(f"read exactly {plural(len(data), 'raw byte')} as {at.peer}: {preview(data)}")
+
+    def do_writers(self, step: Step, at: At) -> None:
+        count, first = int(step.args["count"]), int(step.args.get("first", 0))
+        payload = step.payloads[0]
+        messages = [[payload.at(first + i, w) for i in range(count)] for w in range(step.value)]
+        sent = [0] * step.value
+        self.progress = lambda: (
+            "messages written by each writer: " + ", ".join(f"{n}/{count}" for n in sent)
+        )
+        plan = Writers(
+            messages, int(step.args["sessions"]), bool(step.args.get("idle_sessions")), sent
+        )
+        self.side.writers(plan, at.deadline)
+        self.log(
+            f"{step.value} writers at once wrote {count} messages each "
+            f"({payload.description}) over {step.args['sessions']} session(s) each"
+        )
+
+    def do_create_pipes(self, step: Step, at: At) -> None:
+        self.side.create_pipes()
+        self.log("created both FIFOs before the server")
+
+    def do_expect_pipes_removed(self, step: Step, at: At) -> None:
+        left = self.side.pipes_left(at.deadline)
+        if left:
+            raise Failure(
+                f"{step.where}: the server stopped but left {', '.join(left)} "
+                "(a server removes the FIFOs it created)"
+            )
+        self.log("both FIFOs are gone")
 
     def do_repeat(self, step: Step, at: At) -> None:
         for round_index in range(step.value):
             self.play(step.steps, at.overall, round_index)
 
     def messages(self, step: Step, index: int) -> list[tuple[Payload, int]]:
-        count = int(step.args.get("count", 1))
-        if count > 1:
-            return [(step.payloads[0], i) for i in range(count)]
+        if "count" in step.args or "first" in step.args:
+            first = int(step.args.get("first", 0))
+            count = int(step.args.get("count", 1))
+            return [(step.payloads[0], i) for i in range(first, first + count)]
         return [(payload, index) for payload in step.payloads]
 
     def send(self, step: Step, peer: str, deadline: float, index: int) -> None:
         error = step.args.get("error")
         messages = self.messages(step, index)
+        tally = Tally("sent", len(messages))
+        self.progress = tally.__str__
         for payload, i in messages:
             data = payload.at(i)
             try:
                 self.side.send(peer, data, deadline)
+                tally.add(data)
             except OSError as problem:
                 if error and problem.errno is not None and _errno_name(problem.errno) == error:
                     self.log(f"send failed with {error}, as expected")
@@ -214,15 +287,22 @@ class Player:
         self.log(self.summary("sent", messages))
 
     def expect(self, step: Step, peer: str, deadline: float, index: int) -> None:
+        if "writers" in step.args:
+            self.expect_writers(step, peer, deadline)
+            return
         messages = self.messages(step, index)
         allowed = [p.at(index) for p in step.args.get("allow_before", ())]
+        tally = Tally("received", len(messages))
+        self.progress = tally.__str__
         for number, (payload, i) in enumerate(messages, 1):
             want = payload.at(i)
-            got = self.side.recv(peer, deadline)
+            # A raw reader takes no more than this out of the pipe (exact partial reads).
+            limit = max([len(want), *map(len, allowed)]) + 1
+            got = self.side.recv(peer, deadline, limit)
             while got is not None and got != want and got in allowed:
                 allowed.remove(got)
                 self.log(f"got an allowed earlier message ({plural(len(got), 'byte')})")
-                got = self.side.recv(peer, deadline)
+                got = self.side.recv(peer, deadline, limit)
             which = f"message {number} of {len(messages)}" if len(messages) > 1 else "the message"
             if got is None:
                 raise Failure(
@@ -231,8 +311,50 @@ class Player:
                 )
             if got != want:
                 lines = [f"  {line}" for line in difference(want, got)]
+                if number > 1:
+                    lines.append(f"  the {plural(number - 1, 'message')} before it were right")
                 raise Failure(f"{step.where}: {which} differs", lines)
+            tally.add(want)
         self.log(self.summary("got back", messages))
+
+    def expect_writers(self, step: Step, peer: str, deadline: float) -> None:
+        """Every message of every writer once, each writer's in order, in any interleaving."""
+        writers, count = int(step.args["writers"]), int(step.args.get("count", 1))
+        first = int(step.args.get("first", 0))
+        payload = step.payloads[0]
+        owner = {payload.at(first + i, w): (w, i) for w in range(writers) for i in range(count)}
+        limit = max(map(len, owner)) + 1
+        taken = [0] * writers
+        total = writers * count
+        last: list[bytes] = [b""]
+        self.progress = lambda: (
+            f"received {sum(taken)} of {total} messages (per writer: "
+            + ", ".join(f"{n}/{count}" for n in taken)
+            + (f"), the last: {preview(last[0])}" if sum(taken) else ")")
+        )
+        for number in range(1, total + 1):
+            got = self.side.recv(peer, deadline, limit)
+            if got is None:
+                raise Failure(
+                    f"{step.where}: expected {total} messages, got {self.side.end_text(peer)} "
+                    f"after {number - 1}; {self.progress()}"
+                )
+            if got not in owner:
+                raise Failure(
+                    f"{step.where}: message {number} of {total} is none of the writers' "
+                    f"messages (a fragment, or two glued): {preview(got)} "
+                    f"({plural(len(got), 'byte')}); {self.progress()}"
+                )
+            w, i = owner[got]
+            if i != taken[w]:
+                what = "again" if i < taken[w] else f"before message {taken[w]} of that writer"
+                raise Failure(
+                    f"{step.where}: writer {w}'s message {i} came {what}: {preview(got)}; "
+                    f"{self.progress()}"
+                )
+            taken[w] += 1
+            last[0] = got
+        self.log(f"got back all {total} messages of {writers} writers, each writer's in order")
 
     def summary(self, verb: str, messages: list[tuple[Payload, int]]) -> str:
         if len(messages) == 1:
@@ -254,18 +376,48 @@ def _state(status: int | None) -> str:
     return "is still running" if status is None else f"ended with {exit_text(status)}"
 
 
+def missing_options(scenario: Scenario, testee: Testee) -> list[str]:
+    """Options the scenario sets that the server's command has no placeholder for."""
+    if testee.kind != "server":
+        return []
+    return [name for name in scenario.server_options if "{" + name + "}" not in testee.run]
+
+
+def server_command(scenario: Scenario, testee: Testee) -> str:
+    """The server's command with every option placeholder filled (the default where unset)."""
+    values = {
+        name: str(scenario.server_options.get(name, default)) for name, default in OPTIONS.items()
+    }
+    return substitute(testee.run, **values)
+
+
 def make_side(scenario: Scenario, testee: Testee, workdir: Path) -> Side:
     if testee.kind == "server":
         return ReferenceClients(
             workdir,
             scenario.pipe_names,
-            testee.run,
+            server_command(scenario, testee),
             testee.stop_signal,
             raw=scenario.client == "raw",
         )
     if scenario.server == "raw":
         return RawServer(workdir, scenario.pipe_names, testee.run)
-    return ReferenceServer(workdir, scenario.pipe_names, testee.run)
+    return ReferenceServer(workdir, scenario.pipe_names, testee.run, dict(scenario.server_options))
+
+
+def unsupported(scenario: Scenario, testee: Testee) -> Result | None:
+    """The verdict for a server whose command cannot take an option the scenario sets."""
+    missing = missing_options(scenario, testee)
+    if not missing:
+        return None
+    return Result(
+        False,
+        0.0,
+        "unsupported option: the server's command has no "
+        + ", ".join("{" + name + "}" for name in missing)
+        + f" placeholder, and the scenario sets {', '.join(missing)}",
+        verdict="unsupported",
+    )
 
 
 def run(scenario: Scenario, testee: Testee, scale: float = 1.0) -> Result:
@@ -292,15 +444,23 @@ def run(scenario: Scenario, testee: Testee, scale: float = 1.0) -> Result:
         result = Result(False, 0.0, f"runner error: {error!r}", traceback.format_exc().splitlines())
     finally:
         if side is not None:
-            try:
-                side.teardown()
-            except Exception as error:
-                if result.passed:
-                    result = Result(False, 0.0, f"teardown error: {error!r}")
+            result = _finish(result, side, player)
         result.seconds = time.monotonic() - started
-        if not result.passed and side is not None and player is not None:
-            result.details += ["what happened (last steps):"]
-            result.details += [f"  {line}" for line in player.transcript[-TRANSCRIPT:]]
-            result.details += side.diagnostics()
         shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def _finish(result: Result, side: Side, player: Player | None) -> Result:
+    """Tear the side down; keep the steps and processes, and explain a failure."""
+    try:
+        side.teardown()
+    except Exception as error:
+        if result.passed:
+            result = Result(False, 0.0, f"teardown error: {error!r}")
+    result.steps = player.transcript if player is not None else []
+    result.processes = side.processes()
+    if not result.passed:
+        result.details += ["what happened (last steps):"]
+        result.details += [f"  {line}" for line in result.steps[-TRANSCRIPT:]]
+        result.details += side.diagnostics()
     return result

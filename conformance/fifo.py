@@ -1,9 +1,12 @@
 """Raw ends of a FIFO with deadlines: the runner never blocks without a time limit.
 
-Opens are non-blocking (a reader's open always succeeds; a writer's open is retried
-while no reader exists), and every read or write waits in poll() first. A reader that
-opened before any writer does not see a false end of file: Linux reports POLLHUP only
-for writers that came and went after the open.
+A client's open of in_pipe is non-blocking and made once: ENXIO (no reader) is what a
+client would meet, so it is reported, never retried; only the wait for a server that is
+still starting retries. Every read or write waits in poll() first, and reads never take
+more bytes out of the pipe than the step asked for, so a server's count of unread bytes
+sees exactly what the scenario says the reader took. A reader that opened before any
+writer does not see a false end of file: Linux reports POLLHUP only for writers that came
+and went after the open.
 """
 
 from __future__ import annotations
@@ -84,16 +87,41 @@ def open_reader_like_a_client(path: str, deadline: float) -> Reader:
     return Reader(opened[0], path)
 
 
-def open_writer(path: str, deadline: float) -> Writer:
-    """Retries while the FIFO has no reader (ENXIO) or does not exist yet."""
+def open_writer(path: str) -> Writer:
+    """Open once, as a client: OSError ENXIO when nobody holds the read end."""
+    return Writer(os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW), path)
+
+
+def open_writer_waiting(path: str, deadline: float) -> Writer:
+    """Retried while nobody holds the read end (ENXIO) or the FIFO does not exist yet.
+
+    Only for waits a blocking open would make: a server waiting for a client's read end, or
+    the runner waiting for a server that is still starting.
+    """
     while True:
         try:
-            return Writer(os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW), path)
+            return open_writer(path)
         except OSError as error:
             if error.errno not in (errno.ENXIO, errno.ENOENT):
                 raise
         remaining(deadline)
         time.sleep(0.005)
+
+
+def open_reader_nonblocking(path: str) -> Reader:
+    """Open without waiting, then read at once: end of file there means no writer held it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    try:
+        first = os.read(fd, 1)
+    except BlockingIOError:
+        first = b""
+    else:
+        if not first:
+            os.close(fd)
+            raise NoWriter
+    reader = Reader(fd, path)
+    reader.buffer += first
+    return reader
 
 
 def _wait(fd: int, events: int, deadline: float) -> None:
@@ -113,11 +141,11 @@ class Reader:
         self.eof = False
         self._scanned = 0
 
-    def _fill(self, deadline: float) -> None:
+    def _fill(self, deadline: float, size: int = CHUNK) -> None:
         assert self.fd is not None, "reader is closed"
         _wait(self.fd, select.POLLIN, deadline)
         try:
-            data = os.read(self.fd, CHUNK)
+            data = os.read(self.fd, size)
         except BlockingIOError:
             return
         if data:
@@ -125,8 +153,13 @@ class Reader:
         else:
             self.eof = True
 
-    def message(self, deadline: float) -> bytes | None:
-        """The next message without its newline, or None at end of file."""
+    def message(self, deadline: float, limit: int | None = None) -> bytes | None:
+        """The next message without its newline, or None at end of file.
+
+        With a limit, no more than `limit` bytes are taken out of the pipe: when they hold no
+        newline, they are returned as they are (a caller expecting `limit - 1` bytes and a
+        newline then sees that the message differs).
+        """
         while True:
             end = self.buffer.find(b"\n", self._scanned)
             if end >= 0:
@@ -135,14 +168,19 @@ class Reader:
                 self._scanned = 0
                 return message
             self._scanned = len(self.buffer)
+            if limit is not None and len(self.buffer) >= limit:
+                message = bytes(self.buffer)
+                self.buffer.clear()
+                self._scanned = 0
+                return message
             if self.eof:
                 return None
-            self._fill(deadline)
+            self._fill(deadline, CHUNK if limit is None else min(CHUNK, limit - len(self.buffer)))
 
     def read(self, size: int, deadline: float) -> bytes:
-        """Up to `size` raw bytes (fewer only at end of file)."""
+        """Exactly `size` raw bytes (fewer only at end of file), never more from the pipe."""
         while len(self.buffer) < size and not self.eof:
-            self._fill(deadline)
+            self._fill(deadline, min(CHUNK, size - len(self.buffer)))
         data = bytes(self.buffer[:size])
         del self.buffer[:size]
         self._scanned = 0

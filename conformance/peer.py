@@ -1,6 +1,6 @@
 """A client in a process of its own, for faults only a process can commit (dying mid-message).
 
-python -m conformance.peer IN_PIPE DATA_FILE then
+python peer.py IN_PIPE DATA_FILE then
 Opens IN_PIPE for writing, writes the bytes of DATA_FILE, prints "written", then exits
 (then = exit) or waits to be killed (then = wait; it gives up after a minute).
 """

@@ -11,8 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def child_env() -> dict[str, str]:
     """The runner's environment with its Python's bin folder first on PATH.
@@ -35,7 +33,10 @@ def substitute(template: str, **paths: str) -> str:
 
 
 class Child:
-    """A command run through /bin/sh in a new session, so a kill reaches all of it."""
+    """A command run through /bin/sh in a new session, so a kill reaches all of it.
+
+    Commands run from the runner's current directory (the repository root under make).
+    """
 
     def __init__(self, command: str, workdir: Path, label: str) -> None:
         self.command = command
@@ -45,7 +46,6 @@ class Child:
         with self.stderr_path.open("wb") as err, self.stdout_path.open("wb") as out:
             self.popen = subprocess.Popen(
                 ["/bin/sh", "-c", "exec " + command],
-                cwd=ROOT,
                 env=child_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -107,13 +107,12 @@ def exit_text(status: int | None) -> str:
 
 
 def run_build(command: str, timeout: float) -> tuple[bool, str, float]:
-    """Run a build command from the repository root; (ok, output tail, seconds)."""
+    """Run a build command from the current directory; (ok, output tail, seconds)."""
     started = time.monotonic()
     try:
         done = subprocess.run(
             command,
             shell=True,
-            cwd=ROOT,
             env=child_env(),
             stdin=subprocess.DEVNULL,
             capture_output=True,

@@ -1,6 +1,6 @@
 """The reference Python client (clients/python/pipe_io.py) in a process of its own.
 
-python -m conformance.refclient IN_PIPE OUT_PIPE
+python refclient.py CLIENT_DIR IN_PIPE OUT_PIPE  (CLIENT_DIR holds pipe_io.py)
 The runner drives it with one JSON request per line on stdin and reads one JSON reply per
 line on stdout. Its calls block as a user's would; the runner bounds each with a deadline
 and kills this process if the server under test never answers.
@@ -17,12 +17,10 @@ import base64
 import errno
 import json
 import sys
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "clients" / "python"))
-
-from pipe_io import PipeIO
+if TYPE_CHECKING:
+    from pipe_io import PipeIO
 
 
 class Host:
@@ -40,6 +38,8 @@ class Host:
         return reply
 
     def op_open(self, sides: dict[str, PipeIO], request: dict[str, Any]) -> dict[str, Any]:
+        from pipe_io import PipeIO  # noqa: PLC0415 (found in CLIENT_DIR, on the path by now)
+
         order = request["sides"]
         if order == ["send", "recv"]:
             both = PipeIO(self.out_pipe, self.in_pipe)
@@ -77,7 +77,9 @@ class Host:
 
 
 def main(argv: list[str]) -> int:
-    host = Host(*argv)
+    client_dir, in_pipe, out_pipe = argv
+    sys.path.insert(0, client_dir)
+    host = Host(in_pipe, out_pipe)
     for line in sys.stdin.buffer:
         try:
             reply = host.handle(json.loads(line))

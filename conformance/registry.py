@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import re
-import tomllib
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).parent
-CLIENTS = HERE / "clients.toml"
-SERVERS = HERE / "servers.toml"
-EXPECTED = HERE / "expected-failures"
+from .scenario import TOMLDecodeError, load_toml
+
+CLIENTS = "clients.toml"
+SERVERS = "servers.toml"
+EXPECTED = "expected-failures"
+# What --update-expected writes for a new failure; a list holding it is refused until edited.
+REASON_PLACEHOLDER = "REASON? (say why it fails, or fix it)"
+# A reason starting so marks a failure that depends on timing: passing is then no surprise.
+INTERMITTENT = "sometimes:"
 
 
 class RegistryError(ValueError):
@@ -28,6 +34,8 @@ class Testee:
     run: str
     build: str | None = None
     stop_signal: str = "TERM"
+    needs: tuple[str, ...] = ()
+    install: str | None = None
 
     @property
     def label(self) -> str:
@@ -37,40 +45,64 @@ class Testee:
     def expected_failures_name(self) -> str:
         return f"{self.name}.txt" if self.kind == "client" else f"server-{self.name}.txt"
 
+    def missing(self, path: str) -> list[str]:
+        """The commands of `needs` not found on PATH (a name with a slash: not executable)."""
+        return [
+            need
+            for need in self.needs
+            if not (os.access(need, os.X_OK) if "/" in need else shutil.which(need, path=path))
+        ]
+
+
+def registry_dir(start: Path) -> Path:
+    """Where clients.toml and servers.toml are: the folder itself, or its conformance/."""
+    for folder in (start, start / "conformance"):
+        if (folder / CLIENTS).exists() or (folder / SERVERS).exists():
+            return folder
+    return start
+
 
 def _read(path: Path) -> dict[str, object]:
     try:
-        with path.open("rb") as file:
-            return tomllib.load(file)
-    except tomllib.TOMLDecodeError as error:
+        return load_toml(path)
+    except FileNotFoundError:
+        raise RegistryError(f"{path}: no such file") from None
+    except TOMLDecodeError as error:
         raise RegistryError(f"{path.name}: {error}") from None
 
 
-def load_clients(path: Path = CLIENTS) -> list[Testee]:
+def _load(path: Path, kind: str) -> list[Testee]:
+    placeholders = "{recv} {send}" if kind == "client" else "{in} {out}"
+    keys = {"run", "build", "needs", "install"} | ({"stop_signal"} if kind == "server" else set())
     testees = []
     for name, table in _read(path).items():
+        where = f"{path.name}: [{name}]"
         if not isinstance(table, dict) or not isinstance(table.get("run"), str):
-            raise RegistryError(f'{path.name}: [{name}] needs run = "...{{recv}} {{send}}"')
-        unknown = set(table) - {"run", "build"}
+            raise RegistryError(f'{where} needs run = "...{placeholders}"')
+        unknown = set(table) - keys
         if unknown:
-            raise RegistryError(f"{path.name}: [{name}] unknown key {sorted(unknown)[0]!r}")
-        testees.append(Testee(name, "client", table["run"], table.get("build")))
-    return testees
-
-
-def load_servers(path: Path = SERVERS) -> list[Testee]:
-    testees = []
-    for name, table in _read(path).items():
-        if not isinstance(table, dict) or not isinstance(table.get("run"), str):
-            raise RegistryError(f'{path.name}: [{name}] needs run = "...{{in}} {{out}}"')
-        unknown = set(table) - {"run", "build", "stop_signal"}
-        if unknown:
-            raise RegistryError(f"{path.name}: [{name}] unknown key {sorted(unknown)[0]!r}")
+            raise RegistryError(f"{where} unknown key {sorted(unknown)[0]!r}")
+        needs = table.get("needs", [])
+        if not (isinstance(needs, list) and all(isinstance(n, str) and n for n in needs)):
+            raise RegistryError(f'{where} needs is a list of commands, e.g. ["go"]')
+        install = table.get("install")
+        if install is not None and not isinstance(install, str):
+            raise RegistryError(f"{where} install is the command that installs what it needs")
         signal = table.get("stop_signal", "TERM")
         if signal not in ("TERM", "INT"):
-            raise RegistryError(f"{path.name}: [{name}] stop_signal is TERM or INT")
-        testees.append(Testee(name, "server", table["run"], table.get("build"), signal))
+            raise RegistryError(f"{where} stop_signal is TERM or INT")
+        testees.append(
+            Testee(name, kind, table["run"], table.get("build"), signal, tuple(needs), install)
+        )
     return testees
+
+
+def load_clients(path: Path) -> list[Testee]:
+    return _load(path, "client")
+
+
+def load_servers(path: Path) -> list[Testee]:
+    return _load(path, "server")
 
 
 def parse_testee(text: str, kind: str, build: str | None = None) -> Testee:
@@ -86,7 +118,7 @@ def parse_testee(text: str, kind: str, build: str | None = None) -> Testee:
 
 
 def load_expected_failures(
-    testee: Testee, scenario_ids: set[str], directory: Path = EXPECTED
+    testee: Testee, scenario_ids: set[str], directory: Path
 ) -> dict[str, str]:
     """scenario id -> reason, from lines `scenario-id  reason`; # starts a comment."""
     path = directory / testee.expected_failures_name
@@ -99,8 +131,36 @@ def load_expected_failures(
             continue
         scenario_id, _, reason = line.partition(" ")
         if scenario_id not in scenario_ids:
-            raise RegistryError(f"{path.name}:{number}: no scenario named {scenario_id!r}")
-        if not reason.strip():
-            raise RegistryError(f"{path.name}:{number}: give the reason after the scenario id")
-        expected[scenario_id] = reason.strip()
+            raise RegistryError(f"{path}:{number}: no scenario named {scenario_id!r}")
+        reason = reason.strip()
+        if not reason:
+            raise RegistryError(f"{path}:{number}: give the reason after the scenario id")
+        if reason == REASON_PLACEHOLDER:
+            raise RegistryError(
+                f"{path}:{number}: {scenario_id}: replace {REASON_PLACEHOLDER!r} with the reason"
+            )
+        expected[scenario_id] = reason
     return expected
+
+
+def update_expected_failures(
+    testee: Testee, failed: list[str], passed: list[str], directory: Path
+) -> tuple[list[str], list[str]]:
+    """Add the scenarios that failed unlisted, remove the listed ones that passed.
+
+    Comments and the other lines stay as they are. Returns (added, removed).
+    """
+    path = directory / testee.expected_failures_name
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    kept = [line for line in lines if line.strip().partition(" ")[0] not in passed]
+    removed = [line.split()[0] for line in lines if line.strip() and line not in kept]
+    listed = {line.strip().partition(" ")[0] for line in kept}
+    added = [scenario for scenario in failed if scenario not in listed]
+    if not added and not removed:
+        return [], []
+    if not lines:
+        kept.append(f"# Scenarios {testee.label} is known to fail, one per line: ID REASON.")
+    kept += [f"{scenario} {REASON_PLACEHOLDER}" for scenario in added]
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    return added, removed

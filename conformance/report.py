@@ -1,4 +1,4 @@
-"""The matrix on stdout, the JSON report and the JUnit XML file."""
+"""The matrix on stdout, the JSON report, the JUnit XML file and the HTML page."""
 
 from __future__ import annotations
 
@@ -10,13 +10,23 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import htmlpage
 from .runner import Cell, Run
 
 CELL = 6
 LEGEND = (
     "cells: seconds = passed, FAIL = failed, xfail = expected failure (listed), "
-    "XPASS = passed though listed as failing, - = not applicable"
+    "XPASS = passed though listed as failing, skip = not played (a command it needs is "
+    "missing), unsup = the server's command cannot take an option the scenario sets, "
+    "- = not applicable"
 )
+TEXT = {
+    "fail": "FAIL",
+    "xfail": "xfail",
+    "xpass": "XPASS",
+    "skipped": "skip",
+    "unsupported": "unsup",
+}
 
 
 def column_ids(run: Run) -> dict[str, str]:
@@ -31,7 +41,7 @@ def cell_text(cell: Cell | None) -> str:
     if outcome == "pass":
         seconds = cell.result.seconds
         return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
-    return {"fail": "FAIL", "xfail": "xfail", "xpass": "XPASS"}[outcome]
+    return TEXT[outcome]
 
 
 def matrix(run: Run, out: TextIO, width: int | None = None) -> None:
@@ -79,6 +89,19 @@ def details(run: Run, out: TextIO) -> None:
                 "remove the line",
                 file=out,
             )
+    for testee in run.testees:
+        if testee.label in run.missing:
+            how = f"; install with: {testee.install}" if testee.install else ""
+            print(
+                f"\nSKIPPED {testee.label}: needs {', '.join(run.missing[testee.label])}{how}",
+                file=out,
+            )
+    unsupported = [c for c in run.cells if c.outcome == "unsupported"]
+    if unsupported:
+        print("\nunsupported options (not played):", file=out)
+        for cell in unsupported:
+            assert cell.result is not None
+            print(f"  {cell.name}: {cell.result.message}", file=out)
     xfails = [c for c in run.cells if c.outcome == "xfail"]
     if xfails:
         print("\nexpected failures:", file=out)
@@ -91,20 +114,30 @@ def details(run: Run, out: TextIO) -> None:
             )
 
 
-def summary(run: Run, out: TextIO) -> int:
+def failed_count(run: Run, ci: bool) -> int:
+    return run.count("fail") + run.count("xpass") + (run.count("skipped") if ci else 0)
+
+
+def summary(run: Run, out: TextIO, ci: bool = False) -> int:
     """The closing lines; returns the exit status (0 only without surprises)."""
     passed = run.count("pass")
-    failed = run.count("fail") + run.count("xpass")
+    failed = failed_count(run, ci)
     print(f"\nmatrix played in {run.seconds:.1f} s", file=out)
     xpass = run.count("xpass")
     if xpass:
         print(f"unexpected passes: {xpass} (counted as failed)", file=out)
+    skipped = run.count("skipped")
+    if skipped:
+        verdict = "counted as failed under CI=true" if ci else "not played"
+        print(f"skipped: {skipped} ({verdict})", file=out)
+    if run.count("unsupported"):
+        print(f"unsupported option: {run.count('unsupported')} (not played)", file=out)
     print(f"xfail: {run.count('xfail')}", file=out)
     print(f"{passed} passed, {failed} failed", file=out)
     return 0 if failed == 0 else 1
 
 
-def to_json(run: Run) -> dict[str, Any]:
+def to_json(run: Run, ci: bool = False) -> dict[str, Any]:
     ids = column_ids(run)
     return {
         "format": "pipe-io-server conformance report 1",
@@ -120,6 +153,8 @@ def to_json(run: Run) -> dict[str, Any]:
                 "build_seconds": round(run.builds[t.label].seconds, 3)
                 if t.label in run.builds
                 else None,
+                "missing": run.missing.get(t.label, []),
+                "install": t.install,
             }
             for t in run.testees
         ],
@@ -130,7 +165,8 @@ def to_json(run: Run) -> dict[str, Any]:
                 "title": s.title,
                 "role": s.role,
                 "timeout": s.timeout,
-                "file": f"conformance/scenarios/{s.path.name}",
+                "file": f"scenarios/{s.path.name}",
+                "description": s.description,
             }
             for s in run.scenarios
         ],
@@ -143,15 +179,19 @@ def to_json(run: Run) -> dict[str, Any]:
                 "message": c.result.message,
                 "details": c.result.details,
                 "expected_failure": c.expected_failure,
+                "steps": c.result.steps,
+                "processes": c.result.processes,
             }
             for c in run.cells
             if c.result is not None
         ],
         "summary": {
             "passed": run.count("pass"),
-            "failed": run.count("fail") + run.count("xpass"),
+            "failed": failed_count(run, ci),
             "xfail": run.count("xfail"),
             "xpass": run.count("xpass"),
+            "skipped": run.count("skipped"),
+            "unsupported": run.count("unsupported"),
         },
     }
 
@@ -164,7 +204,8 @@ def _xml(text: str) -> str:
     return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-def to_junit(run: Run) -> ET.ElementTree:
+def to_junit(run: Run, ci: bool = False) -> ET.ElementTree:
+    failing = ("fail", "xpass", "skipped") if ci else ("fail", "xpass")
     suites = ET.Element("testsuites", name="pipe-io-server conformance", time=f"{run.seconds:.3f}")
     for testee in run.testees:
         cells = [c for c in run.cells if c.testee is testee]
@@ -173,8 +214,11 @@ def to_junit(run: Run) -> ET.ElementTree:
             "testsuite",
             name=testee.label,
             tests=str(len(cells)),
-            failures=str(sum(c.outcome in ("fail", "xpass") for c in cells)),
-            skipped=str(sum(c.outcome == "xfail" for c in cells)),
+            failures=str(sum(c.outcome in failing for c in cells)),
+            skipped=str(
+                sum(c.outcome in ("xfail", "skipped", "unsupported") for c in cells)
+                - sum(c.outcome == "skipped" for c in cells if ci)
+            ),
             time=f"{sum(c.result.seconds for c in cells if c.result):.3f}",
         )
         for cell in cells:
@@ -186,9 +230,11 @@ def to_junit(run: Run) -> ET.ElementTree:
                 name=cell.scenario.id,
                 time=f"{cell.result.seconds:.3f}",
             )
-            if cell.outcome == "fail":
+            if cell.outcome == "fail" or (cell.outcome == "skipped" and ci):
                 failure = ET.SubElement(case, "failure", message=_xml(cell.result.message))
                 failure.text = _xml("\n".join(cell.result.details))
+            elif cell.outcome in ("skipped", "unsupported"):
+                ET.SubElement(case, "skipped", message=_xml(cell.result.message))
             elif cell.outcome == "xpass":
                 ET.SubElement(
                     case,
@@ -204,10 +250,13 @@ def to_junit(run: Run) -> ET.ElementTree:
     return tree
 
 
-def write_files(run: Run, directory: Path) -> tuple[Path, Path]:
+def write_files(run: Run, directory: Path, ci: bool = False) -> tuple[Path, Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     json_path = directory / "report.json"
     junit_path = directory / "junit.xml"
-    json_path.write_text(json.dumps(to_json(run), indent=2) + "\n", encoding="utf-8")
-    to_junit(run).write(junit_path, encoding="utf-8", xml_declaration=True)
-    return json_path, junit_path
+    html_path = directory / "report.html"
+    data = to_json(run, ci)
+    json_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    to_junit(run, ci).write(junit_path, encoding="utf-8", xml_declaration=True)
+    html_path.write_text(htmlpage.page(data), encoding="utf-8")
+    return json_path, junit_path, html_path

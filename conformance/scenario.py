@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import random
 import re
-import tomllib
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, as a package, for older Pythons
+    import tomli as tomllib
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 ROLES = ("client", "server", "both")
@@ -34,12 +39,15 @@ ACTIONS = (
     "read_bytes",
     "repeat",
     "restart",
+    "writers",
+    "create_pipes",
+    "expect_pipes_removed",
 )
 # Keys a step may carry besides its action, per action.
 MODIFIERS: dict[str, frozenset[str]] = {
-    "send": frozenset({"count", "peer", "error", "within", "role"}),
+    "send": frozenset({"count", "first", "peer", "error", "within", "role"}),
     "write": frozenset({"peer", "within", "role"}),
-    "expect": frozenset({"count", "peer", "within", "allow_before", "role"}),
+    "expect": frozenset({"count", "first", "writers", "peer", "within", "allow_before", "role"}),
     "expect_eof": frozenset({"peer", "within", "role"}),
     "expect_exit": frozenset({"within", "role"}),
     "pause": frozenset({"role"}),
@@ -47,12 +55,18 @@ MODIFIERS: dict[str, frozenset[str]] = {
     "stop": frozenset({"role"}),
     "kill": frozenset({"signal", "role"}),
     "close": frozenset({"peer", "role"}),
-    "connect": frozenset({"open", "within", "role"}),
+    "connect": frozenset({"open", "nonblocking", "background", "within", "role"}),
     "spawn": frozenset({"write", "then", "within", "role"}),
     "read_bytes": frozenset({"peer", "within", "role"}),
     "repeat": frozenset({"steps", "role"}),
     "restart": frozenset({"signal", "within", "role"}),
+    "writers": frozenset({"send", "count", "sessions", "idle_sessions", "within", "role"}),
+    "create_pipes": frozenset({"role"}),
+    "expect_pipes_removed": frozenset({"within", "role"}),
 }
+# Server options a scenario may set (`server_options`), with the protocol's defaults: a server
+# command receives them through placeholders such as {max_message_size}.
+OPTIONS: dict[str, int] = {"max_message_size": 64 << 20}
 SIDES = ("send", "recv", "both")
 SIGNALS = ("KILL", "TERM", "INT")
 UNITS = {"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
@@ -80,7 +94,8 @@ class Payload:
     Forms in a file: a string (UTF-8); {hex = "ff 00"}; {repeat = "ab", size = "1 MiB"}
     or {repeat = "ab", count = 3}; {random = "1 MiB", seed = 7} (random bytes, 0x0A made
     0x0B so it stays one message) or {random = ..., seed = ..., printable = true} (0x20 to
-    0x7E only); {format = "message {i}"} (one per index).
+    0x7E only); {format = "message {i}"} (one per index; {w} is the writer of a `writers`
+    step), with size = N to pad it with dots to N bytes.
     """
 
     spec: Mapping[str, Any]
@@ -108,9 +123,10 @@ class Payload:
     def indexed(self) -> bool:
         return "format" in self.spec
 
-    def at(self, index: int = 0) -> bytes:
+    def at(self, index: int = 0, writer: int = 0) -> bytes:
         if self.indexed:
-            return str(self.spec["format"]).format(i=index).encode("utf-8")
+            data = str(self.spec["format"]).format(i=index, w=writer).encode("utf-8")
+            return data.ljust(int(self.spec.get("size", 0)), b".")
         return self._fixed
 
     def __len__(self) -> int:
@@ -176,9 +192,12 @@ def _check_random(spec: dict[str, Any], where: str) -> str:
 
 def _check_format(spec: dict[str, Any], where: str) -> str:
     try:
-        str(spec["format"]).format(i=0)
+        str(spec["format"]).format(i=0, w=0)
     except (IndexError, KeyError, ValueError) as error:
-        raise ScenarioError(f"{where}: format may only use {{i}}: {error!r}") from None
+        raise ScenarioError(f"{where}: format may only use {{i}} and {{w}}: {error!r}") from None
+    if "size" in spec:
+        spec["size"] = parse_size(spec["size"], where)
+        return f"format {spec['format']!r} padded to {_human(spec['size'])}"
     return f"format {spec['format']!r}"
 
 
@@ -187,7 +206,7 @@ _PAYLOAD_KEYS: dict[str, set[str]] = {
     "hex": {"hex"},
     "repeat": {"repeat", "size", "count"},
     "random": {"random", "seed", "printable"},
-    "format": {"format"},
+    "format": {"format", "size"},
 }
 _PAYLOAD_CHECKS: dict[str, Callable[[dict[str, Any], str], str]] = {
     "text": _check_text,
@@ -255,6 +274,7 @@ class Scenario:
     description: str
     steps: tuple[Step, ...] = field(repr=False)
     path: Path = field(repr=False)
+    server_options: Mapping[str, int] = field(default_factory=dict)
 
     def applies_to(self, kind: str) -> bool:
         """kind is "client" (a client under test) or "server" (a server under test)."""
@@ -271,15 +291,24 @@ TOP_KEYS = {
     "pipe_names",
     "description",
     "steps",
+    "server_options",
 }
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    with path.open("rb") as file:
+        data: dict[str, Any] = tomllib.load(file)
+    return data
+
+
+TOMLDecodeError = tomllib.TOMLDecodeError
 
 
 def load(path: Path) -> Scenario:
     where = path.name
     try:
-        with path.open("rb") as file:
-            data = tomllib.load(file)
-    except tomllib.TOMLDecodeError as error:
+        data = load_toml(path)
+    except TOMLDecodeError as error:
         raise ScenarioError(f"{where}: {error}") from None
     _no_unknown(data, TOP_KEYS, where)
     for key in ("title", "role", "timeout", "steps"):
@@ -308,6 +337,16 @@ def load(path: Path) -> Scenario:
     if len(names) != 2 or not all(isinstance(n, str) and n and "/" not in n for n in names):
         raise ScenarioError(f"{where}: pipe_names is two file names [in, out]")
     steps = _steps(data["steps"], f"{where}: steps")
+    options = data.get("server_options", {})
+    if not isinstance(options, dict):
+        raise ScenarioError(
+            f"{where}: server_options is a table such as {{ max_message_size = 1024 }}"
+        )
+    _no_unknown(options, set(OPTIONS), f"{where}: server_options")
+    options = {
+        name: parse_size(value, f"{where}: server_options.{name}")
+        for name, value in options.items()
+    }
     return Scenario(
         id=path.stem,
         title=data["title"],
@@ -320,6 +359,7 @@ def load(path: Path) -> Scenario:
         description=str(data.get("description", "")).strip(),
         steps=steps,
         path=path,
+        server_options=options,
     )
 
 
@@ -332,7 +372,9 @@ def _steps(raw_steps: object, where: str) -> tuple[Step, ...]:
 def _step(item: object, where: str) -> Step:
     if not isinstance(item, dict):
         raise ScenarioError(f"{where}: a step is a table such as {{ send = 'hello' }}")
-    actions = [key for key in ACTIONS if key in item and not (key == "write" and "spawn" in item)]
+    present = [key for key in ACTIONS if key in item]
+    # `write` in a spawn step, `send` in a writers step, `writers` in an expect step are modifiers.
+    actions = [a for a in present if not any(a in MODIFIERS[b] for b in present if b != a)]
     if len(actions) != 1:
         raise ScenarioError(f"{where}: a step has exactly one action of {ACTIONS}")
     action = actions[0]
@@ -342,8 +384,14 @@ def _step(item: object, where: str) -> Step:
         raise ScenarioError(f"{where}: a step's role is 'client' or 'server'")
     if "within" in args and not (isinstance(args["within"], (int, float)) and args["within"] > 0):
         raise ScenarioError(f"{where}: within is a positive number of seconds")
-    if "count" in args and not (isinstance(args["count"], int) and args["count"] > 0):
-        raise ScenarioError(f"{where}: count is a positive integer")
+    for key in ("count", "writers", "sessions"):
+        if key in args and not (isinstance(args[key], int) and args[key] > 0):
+            raise ScenarioError(f"{where}: {key} is a positive integer")
+    if "first" in args and not (isinstance(args["first"], int) and args["first"] >= 0):
+        raise ScenarioError(f"{where}: first is an index, 0 or more")
+    for key in ("nonblocking", "background", "idle_sessions"):
+        if key in args and not isinstance(args[key], bool):
+            raise ScenarioError(f"{where}: {key} is true or false")
     step = Step(action, item[action], args, where)
     return _STEP_CHECKS.get(action, _no_check)(step)
 
@@ -365,7 +413,32 @@ def _check_messages(step: Step) -> Step:
     )
     if "error" in args and not re.fullmatch(r"E[A-Z]+", str(args["error"])):
         raise ScenarioError(f"{where}: error is an errno name such as EPIPE")
+    if "writers" in args and (len(payloads) != 1 or not payloads[0].indexed):
+        raise ScenarioError(
+            f"{where}: writers goes with one format payload, as in the writers step"
+        )
     return replace(step, args=args, payloads=payloads)
+
+
+def _check_writers(step: Step) -> Step:
+    where, args = step.where, dict(step.args)
+    if not isinstance(step.value, int) or isinstance(step.value, bool) or step.value < 1:
+        raise ScenarioError(f"{where}: writers is a number of clients writing at once")
+    if "send" not in args:
+        raise ScenarioError(
+            f"{where}: writers needs send = PAYLOAD (a format with {{w}} and {{i}})"
+        )
+    payload = _payload(args.pop("send"), f"{where}.send")
+    args.setdefault("count", 1)
+    if args.setdefault("sessions", 1) > args["count"]:
+        raise ScenarioError(f"{where}: sessions cannot exceed count (one message at least each)")
+    return replace(step, args=args, payloads=(payload,))
+
+
+def _check_true(step: Step) -> Step:
+    if step.value is not True:
+        raise ScenarioError(f"{step.where}: write {step.action} = true")
+    return step
 
 
 def _check_write(step: Step) -> Step:
@@ -381,12 +454,6 @@ def _check_spawn(step: Step) -> Step:
         raise ScenarioError(f"{where}: then is 'wait' (until killed) or 'exit'")
     payload = _payload(args["write"], f"{where}.write", raw=True)
     return replace(step, args=args, payloads=(payload,))
-
-
-def _check_expect_eof(step: Step) -> Step:
-    if step.value is not True:
-        raise ScenarioError(f"{step.where}: write expect_eof = true")
-    return step
 
 
 def _check_expect_exit(step: Step) -> Step:
@@ -463,7 +530,10 @@ _STEP_CHECKS: dict[str, Callable[[Step], Step]] = {
     "expect": _check_messages,
     "write": _check_write,
     "spawn": _check_spawn,
-    "expect_eof": _check_expect_eof,
+    "expect_eof": _check_true,
+    "writers": _check_writers,
+    "create_pipes": _check_true,
+    "expect_pipes_removed": _check_true,
     "expect_exit": _check_expect_exit,
     "pause": _check_pause,
     "start": _check_start,

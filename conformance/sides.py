@@ -11,20 +11,57 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
+import functools
 import json
 import os
 import shlex
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from abc import ABC, abstractmethod
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import fifo
 from .fifo import Reader, Writer
-from .process import ROOT, Child, child_env, exit_text, file_tail, substitute
+from .process import Child, child_env, exit_text, file_tail, substitute
+
+HERE = Path(__file__).resolve().parent
+NO_READER = (
+    "{path} had no reader when {who} opened it (ENXIO): the server held no read end of "
+    "in_pipe at that moment, so a client's open would be refused or its message lost "
+    "(PROTOCOL.md section 8: hold a read end of in_pipe at all times while running)"
+)
+FALSE_EOF = (
+    "{path} had no writer when {who} opened it: its first read returned end of file "
+    "(PROTOCOL.md section 4.6: the server keeps its write end open between readers)"
+)
+
+
+@dataclass(frozen=True)
+class How:
+    """How a raw client opens: out_pipe without blocking, or blocking opens in a thread."""
+
+    nonblocking: bool = False
+    background: bool = False
+
+
+PLAIN = How()
+
+
+@dataclass
+class Writers:
+    """A `writers` step: each writer's messages, over how many sessions; `sent` counts."""
+
+    messages: list[list[bytes]]
+    sessions: int
+    idle: bool
+    sent: list[int]
 
 
 class Failure(Exception):
@@ -64,8 +101,11 @@ class Side(ABC):
     def send(self, peer: str, message: bytes, deadline: float) -> None: ...
 
     @abstractmethod
-    def recv(self, peer: str, deadline: float) -> bytes | None:
-        """The next message from the testee, or None at end of stream."""
+    def recv(self, peer: str, deadline: float, limit: int | None = None) -> bytes | None:
+        """The next message from the testee, or None at end of stream.
+
+        Raw readers take at most `limit` bytes out of the pipe (see fifo.Reader.message).
+        """
 
     @abstractmethod
     def end_text(self, peer: str) -> str:
@@ -87,8 +127,22 @@ class Side(ABC):
     def close(self, peer: str, sides: str) -> None:
         raise self.unsupported("close")
 
-    def connect(self, peer: str, order: list[str], deadline: float) -> None:
+    def connect(self, peer: str, order: list[str], deadline: float, how: How = PLAIN) -> None:
         raise self.unsupported("connect")
+
+    def writers(self, plan: Writers, deadline: float) -> None:
+        raise self.unsupported("writers")
+
+    def create_pipes(self) -> None:
+        raise self.unsupported("create_pipes")
+
+    def pipes_left(self, deadline: float) -> list[str]:
+        """Waits until both FIFOs are gone; returns the paths still there at the deadline."""
+        while True:
+            left = [p for p in (self.in_pipe, self.out_pipe) if os.path.lexists(p)]
+            if not left or time.monotonic() >= deadline:
+                return left
+            time.sleep(0.01)
 
     def spawn(self, peer: str, data: bytes, then: str, deadline: float) -> None:
         raise self.unsupported("spawn")
@@ -106,16 +160,30 @@ class Side(ABC):
             raise Failure("scenario error: expect_exit before the testee was started")
         return child.wait(max(0.0, deadline - time.monotonic()))
 
+    def processes(self) -> list[dict[str, str]]:
+        """Each process the cell started: label, command, how it ended, stderr (and stdout)."""
+        found = []
+        for child in self.children:
+            entry = {
+                "label": child.label,
+                "command": child.command,
+                "status": exit_text(child.returncode),
+                "stderr": child.stderr_tail(),
+            }
+            if not child.label.startswith("peer-"):
+                entry["stdout"] = child.stdout_tail()
+            found.append(entry)
+        return found
+
     def diagnostics(self) -> list[str]:
         lines = []
-        for child in self.children:
-            lines.append(f"{child.label}: {child.command}")
-            lines.append(f"  after teardown: {exit_text(child.returncode)}")
-            err = child.stderr_tail()
+        for entry in self.processes():
+            lines.append(f"{entry['label']}: {entry['command']}")
+            lines.append(f"  after teardown: {entry['status']}")
+            err = entry["stderr"]
             lines.append("  stderr: " + (err.replace("\n", "\n    ") if err else "(empty)"))
-            out = child.stdout_tail()
-            if out and not child.label.startswith("peer-"):
-                lines.append("  stdout: " + out.replace("\n", "\n    "))
+            if entry.get("stdout"):
+                lines.append("  stdout: " + entry["stdout"].replace("\n", "\n    "))
         return lines
 
     @abstractmethod
@@ -165,11 +233,17 @@ class ClientTesteeSide(Side):
 class ReferenceServer(ClientTesteeSide):
     """The reference server in this process, pull API: send_message / recv_message."""
 
-    def __init__(self, workdir: Path, pipe_names: tuple[str, str], client_run: str) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        pipe_names: tuple[str, str],
+        client_run: str,
+        options: dict[str, Any],
+    ) -> None:
         super().__init__(workdir, pipe_names, client_run)
         from pipe_io_server import PipeIOServer  # noqa: PLC0415 (only client roles need it)
 
-        self.server: Any = PipeIOServer(self.in_pipe, self.out_pipe)
+        self.server: Any = PipeIOServer(self.in_pipe, self.out_pipe, **options)
         self.started = False
         self.stopped = False
 
@@ -187,7 +261,7 @@ class ReferenceServer(ClientTesteeSide):
     def send(self, peer: str, message: bytes, deadline: float) -> None:
         self.server.send_message(message)
 
-    def recv(self, peer: str, deadline: float) -> bytes | None:
+    def recv(self, peer: str, deadline: float, limit: int | None = None) -> bytes | None:
         exited_at: float | None = None
         while True:
             try:
@@ -256,7 +330,7 @@ class RawServer(ClientTesteeSide):
         if self.writer_closed:
             raise Failure("scenario error: the sending side was closed")
         if self.writer is None:
-            self.writer = fifo.open_writer(self.out_pipe, deadline)
+            self.writer = fifo.open_writer_waiting(self.out_pipe, deadline)
         return self.writer
 
     def _reader(self) -> Reader:
@@ -273,8 +347,8 @@ class RawServer(ClientTesteeSide):
     def write(self, peer: str, data: bytes, deadline: float) -> None:
         self._writer(deadline).write(data, deadline)
 
-    def recv(self, peer: str, deadline: float) -> bytes | None:
-        return self._reader().message(deadline)
+    def recv(self, peer: str, deadline: float, limit: int | None = None) -> bytes | None:
+        return self._reader().message(deadline, limit)
 
     def end_text(self, peer: str) -> str:
         tail = self._reader().buffer
@@ -310,6 +384,8 @@ class Peer:
     def __init__(self) -> None:
         self.reader: Reader | None = None
         self.writer: Writer | None = None
+        self.opening: threading.Thread | None = None  # blocking opens made in the background
+        self.open_error: OSError | None = None
 
     def close(self, sides: str) -> None:
         if sides in ("send", "both") and self.writer is not None:
@@ -320,15 +396,30 @@ class Peer:
             self.reader = None
 
 
+@functools.cache
+def reference_client_dir() -> Path:
+    """The reference Python client, rendered once per run from the package's templates.
+
+    That is the file clients/python holds in the repository, and the templates ship in the
+    wheel, so the installed suite drives the same client.
+    """
+    from pipe_io_server import codegen  # noqa: PLC0415 (only server roles need it)
+
+    folder = Path(tempfile.mkdtemp(prefix="pio-refclient-"))
+    text = codegen.render("python")[PurePosixPath("pipe_io.py")]
+    (folder / "pipe_io.py").write_text(text, encoding="utf-8")
+    return folder
+
+
 class ReferenceClientHost:
-    """The reference Python client, run by conformance.refclient, one request at a time."""
+    """The reference Python client, run by conformance/refclient.py, one request at a time."""
 
     def __init__(self, in_pipe: str, out_pipe: str, workdir: Path) -> None:
         self.stderr_path = workdir / "reference-client.stderr"
+        script = HERE / "refclient.py"
         with self.stderr_path.open("wb") as err:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "conformance.refclient", in_pipe, out_pipe],
-                cwd=ROOT,
+                [sys.executable, str(script), str(reference_client_dir()), in_pipe, out_pipe],
                 env=child_env(),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -375,11 +466,20 @@ class ReferenceClientHost:
         self.popen.stdout.close()
 
 
+def _open_sender(in_pipe: str, who: str) -> Writer:
+    try:
+        return fifo.open_writer(in_pipe)
+    except OSError as error:
+        if error.errno == errno.ENXIO:
+            raise Failure(NO_READER.format(path=in_pipe, who=who)) from None
+        raise Failure(f"{who} could not open {in_pipe}: {error.strerror}") from None
+
+
 class ReferenceClients(Side):
     """Plays clients (any number, named peers) against a server under test.
 
     Peers are the reference Python client, or raw FIFO ends for scenarios with
-    `client = "raw"` (partial reads, half closes, bytes no client library would write).
+    `client = "raw"` (exact partial reads, half closes, non-blocking opens).
     """
 
     testee_kind = "server"
@@ -401,6 +501,7 @@ class ReferenceClients(Side):
         self.peers: dict[str, Peer] = {}
         self.connected: set[str] = set()
         self.spawned: dict[str, Child] = {}
+        self.inodes: list[int] = []  # O_PATH handles of FIFOs the runner created
 
     def testee(self) -> Child | None:
         return self.server
@@ -414,24 +515,34 @@ class ReferenceClients(Side):
             self.server = self._launch(deadline)
 
     def _launch(self, deadline: float) -> Child:
-        """Start the server and wait until both FIFOs exist."""
+        """Start the server; wait until both FIFOs exist and it holds the read end of in_pipe."""
         command = substitute(self.server_run, **{"in": self.in_pipe, "out": self.out_pipe})
         runs = sum(1 for child in self.children if child.label.startswith("server"))
         server = Child(command, self.workdir, f"server-{runs + 1}" if runs else "server")
         self.children.append(server)
-        for path in (self.in_pipe, self.out_pipe):
+        waits: tuple[Callable[[float], None], ...] = (
+            lambda until: fifo.wait_for_fifo(self.in_pipe, until),
+            lambda until: fifo.wait_for_fifo(self.out_pipe, until),
+            lambda until: fifo.open_writer_waiting(self.in_pipe, until).close(),
+        )
+        for wait in waits:
             while True:
                 try:
-                    fifo.wait_for_fifo(path, min(deadline, time.monotonic() + 0.05))
+                    wait(min(deadline, time.monotonic() + 0.05))
                     break
                 except fifo.Timeout:
                     if server.returncode is not None:
                         raise Failure(
-                            f"the server ended ({exit_text(server.returncode)}) "
-                            f"before creating {path}"
+                            f"the server ended ({exit_text(server.returncode)}) before it "
+                            f"created both FIFOs and opened {self.in_pipe} for reading"
                         ) from None
                     fifo.remaining(deadline)
         return server
+
+    def create_pipes(self) -> None:
+        for path in (self.in_pipe, self.out_pipe):
+            os.mkfifo(path, 0o600)
+            self.inodes.append(os.open(path, os.O_PATH | os.O_CLOEXEC))
 
     def stop_server(self, deadline: float) -> None:
         if self.server is None:
@@ -446,14 +557,28 @@ class ReferenceClients(Side):
     def _raw_only(self, what: str) -> Failure:
         return Failure(f'scenario error: {what} needs client = "raw" in the scenario')
 
-    def _peer(self, name: str) -> Peer:
+    def _peer(self, name: str, deadline: float | None = None) -> Peer:
         try:
-            return self.peers[name]
+            peer = self.peers[name]
         except KeyError:
             raise Failure(f"scenario error: no connected peer {name!r}") from None
+        if peer.opening is not None:
+            peer.opening.join(max(0.0, (deadline or time.monotonic()) - time.monotonic()))
+            if peer.opening.is_alive():
+                raise Failure(
+                    f"peer {name!r}: its blocking open has not returned: the server never "
+                    "opened its end of the FIFO this client was waiting on"
+                )
+            peer.opening = None
+            if peer.open_error is not None:
+                error = peer.open_error
+                raise Failure(f"peer {name!r}: its open failed: {error.strerror}: {error.filename}")
+        return peer
 
-    def connect(self, peer: str, order: list[str], deadline: float) -> None:
+    def connect(self, peer: str, order: list[str], deadline: float, how: How = PLAIN) -> None:
         if not self.raw:
+            if how != PLAIN:
+                raise self._raw_only("a non-blocking or background open")
             try:
                 self._host().call(deadline, op="open", peer=peer, sides=order)
             except fifo.Timeout:
@@ -464,33 +589,77 @@ class ReferenceClients(Side):
             self.connected.add(peer)
             return
         connection = self.peers.setdefault(peer, Peer())
+        if how.background:
+            connection.opening = threading.Thread(
+                target=self._open_blocking, args=(connection, order), daemon=True
+            )
+            connection.opening.start()
+            return
         for side in order:
             if side == "send" and connection.writer is None:
-                connection.writer = fifo.open_writer(self.in_pipe, deadline)
+                connection.writer = _open_sender(self.in_pipe, f"peer {peer!r}")
             elif side == "recv" and connection.reader is None:
-                try:
-                    connection.reader = fifo.open_reader_like_a_client(self.out_pipe, deadline)
-                except fifo.NoWriter:
-                    raise Failure(
-                        f"peer {peer!r}: the server never opened {self.out_pipe} for writing, so "
-                        "a client opening its receiving side would block"
-                    ) from None
+                connection.reader = self._open_receiver(peer, deadline, how.nonblocking)
 
-    def _writer(self, peer: str) -> Writer:
-        writer = self._peer(peer).writer
+    def _open_receiver(self, peer: str, deadline: float, nonblocking: bool) -> Reader:
+        try:
+            if nonblocking:
+                return fifo.open_reader_nonblocking(self.out_pipe)
+            return fifo.open_reader_like_a_client(self.out_pipe, deadline)
+        except fifo.NoWriter:
+            if nonblocking:
+                raise Failure(FALSE_EOF.format(path=self.out_pipe, who=f"peer {peer!r}")) from None
+            raise Failure(
+                f"peer {peer!r}: the server never opened {self.out_pipe} for writing, so "
+                "a client opening its receiving side would block"
+            ) from None
+
+    def _open_blocking(self, connection: Peer, order: list[str]) -> None:
+        """A client's plain blocking opens, as made before the server exists."""
+        try:
+            for side in order:
+                if side == "send":
+                    fd = os.open(self.in_pipe, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                    os.set_blocking(fd, False)
+                    connection.writer = Writer(fd, self.in_pipe)
+                else:
+                    fd = os.open(self.out_pipe, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                    os.set_blocking(fd, False)
+                    connection.reader = Reader(fd, self.out_pipe)
+        except OSError as error:
+            connection.open_error = error
+
+    def _release_blocked_opens(self) -> None:
+        """Meet opens still blocked, through the inodes they wait on, so their threads end."""
+        stuck = [p for p in self.peers.values() if p.opening is not None and p.opening.is_alive()]
+        if not stuck:
+            return
+        paths = [f"/proc/self/fd/{fd}" for fd in self.inodes] or [self.in_pipe, self.out_pipe]
+        held = []
+        for path, flags in zip(paths, (os.O_RDONLY, os.O_WRONLY)):
+            with contextlib.suppress(OSError):
+                held.append(os.open(path, flags | os.O_NONBLOCK))
+        for peer in stuck:
+            assert peer.opening is not None
+            peer.opening.join(1.0)
+        for fd in held:
+            os.close(fd)
+
+    def _writer(self, peer: str, deadline: float) -> Writer:
+        writer = self._peer(peer, deadline).writer
         if writer is None:
             raise Failure(f"scenario error: peer {peer!r} has no sending side open")
         return writer
 
-    def _reader(self, peer: str) -> Reader:
-        reader = self._peer(peer).reader
+    def _reader(self, peer: str, deadline: float | None = None) -> Reader:
+        reader = self._peer(peer, deadline).reader
         if reader is None:
             raise Failure(f"scenario error: peer {peer!r} has no receiving side open")
         return reader
 
     def send(self, peer: str, message: bytes, deadline: float) -> None:
         if self.raw:
-            self._writer(peer).write(message + b"\n", deadline)
+            self._writer(peer, deadline).write(message + b"\n", deadline)
         else:
             data = base64.b64encode(message).decode("ascii")
             self._host().call(deadline, op="send", peer=peer, data=data)
@@ -498,11 +667,11 @@ class ReferenceClients(Side):
     def write(self, peer: str, data: bytes, deadline: float) -> None:
         if not self.raw:
             raise self._raw_only("write (raw bytes)")
-        self._writer(peer).write(data, deadline)
+        self._writer(peer, deadline).write(data, deadline)
 
-    def recv(self, peer: str, deadline: float) -> bytes | None:
+    def recv(self, peer: str, deadline: float, limit: int | None = None) -> bytes | None:
         if self.raw:
-            return self._reader(peer).message(deadline)
+            return self._reader(peer, deadline).message(deadline, limit)
         reply = self._host().call(deadline, op="recv", peer=peer)
         return None if reply.get("eof") else base64.b64decode(reply["data"])
 
@@ -516,7 +685,7 @@ class ReferenceClients(Side):
 
     def eof_rest(self, peer: str, deadline: float) -> bytes:
         if self.raw:
-            return self._reader(peer).rest(deadline)
+            return self._reader(peer, deadline).rest(deadline)
         rest: list[bytes] = []
         while (message := self.recv(peer, deadline)) is not None:
             rest.append(message + b"\n")
@@ -525,15 +694,59 @@ class ReferenceClients(Side):
     def read_bytes(self, peer: str, size: int, deadline: float) -> bytes:
         if not self.raw:
             raise self._raw_only("read_bytes")
-        return self._reader(peer).read(size, deadline)
+        return self._reader(peer, deadline).read(size, deadline)
 
     def close(self, peer: str, sides: str) -> None:
         if self.raw:
-            self._peer(peer).close(sides)
+            self._peer(peer, time.monotonic() + 5).close(sides)
         elif peer in self.connected:
             self._host().call(time.monotonic() + 5, op="close", peer=peer, sides=sides)
         else:
             raise Failure(f"scenario error: no connected peer {peer!r}")
+
+    def writers(self, plan: Writers, deadline: float) -> None:
+        """Clients writing at once, each in a thread of its own with its own descriptors."""
+        messages, sessions, idle, sent = plan.messages, plan.sessions, plan.idle, plan.sent
+        errors: list[BaseException] = []
+        start = threading.Barrier(len(messages))
+
+        def run(number: int) -> None:
+            # Each session opens in_pipe once, as a client would; with `idle`, an open and
+            # close without a write goes before each session after the first.
+            who = f"writer {number}"
+            mine = messages[number]
+            per_session = -(-len(mine) // sessions)
+            try:
+                start.wait(fifo.remaining(deadline))
+                for first in range(0, len(mine), per_session):
+                    if idle and first:
+                        _open_sender(self.in_pipe, who).close()
+                    writer = _open_sender(self.in_pipe, who)
+                    try:
+                        for message in mine[first : first + per_session]:
+                            writer.write(message + b"\n", deadline)
+                            sent[number] += 1
+                    finally:
+                        writer.close()
+            except (threading.BrokenBarrierError, fifo.Timeout):
+                errors.append(fifo.Timeout())
+            except BrokenPipeError:
+                errors.append(Failure(f"{who}: {self.in_pipe} has no reader (EPIPE)"))
+            except Exception as error:  # reported as the step's failure
+                errors.append(error)
+
+        threads = [
+            threading.Thread(target=run, args=(n,), daemon=True) for n in range(len(messages))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
+        failures = [e for e in errors if isinstance(e, Failure)]
+        if failures:
+            raise failures[0]
+        if errors:
+            raise errors[0]
 
     def spawn(self, peer: str, data: bytes, then: str, deadline: float) -> None:
         """A client in its own process: opens in_pipe, writes `data`, then exits or waits."""
@@ -541,14 +754,7 @@ class ReferenceClients(Side):
         data_file.write_bytes(data)
         command = " ".join(
             shlex.quote(arg)
-            for arg in (
-                sys.executable,
-                "-m",
-                "conformance.peer",
-                self.in_pipe,
-                str(data_file),
-                then,
-            )
+            for arg in (sys.executable, str(HERE / "peer.py"), self.in_pipe, str(data_file), then)
         )
         child = Child(command, self.workdir, f"peer-{peer}")
         self.children.append(child)
@@ -573,17 +779,7 @@ class ReferenceClients(Side):
         status = self.server.wait(fifo.remaining(deadline))
         if status is None:
             raise Failure("the server did not end, so it could not be restarted")
-        self.server = server = self._launch(deadline)
-        while True:
-            try:
-                fifo.open_writer(self.in_pipe, min(deadline, time.monotonic() + 0.05)).close()
-                return
-            except fifo.Timeout:
-                if server.returncode is not None:
-                    raise Failure(
-                        f"the restarted server ended ({exit_text(server.returncode)})"
-                    ) from None
-                fifo.remaining(deadline)
+        self.server = self._launch(deadline)
 
     def kill(self, target: str, signum: int, deadline: float) -> None:
         child = self.spawned.get(target)
@@ -601,7 +797,21 @@ class ReferenceClients(Side):
                 lines.append("reference client stderr: " + err.replace("\n", "\n    "))
         return lines
 
+    def processes(self) -> list[dict[str, str]]:
+        found = super().processes()
+        if self.host is not None:
+            found.append(
+                {
+                    "label": "reference-client",
+                    "command": "the reference Python client (conformance/refclient.py)",
+                    "status": exit_text(self.host.popen.returncode),
+                    "stderr": file_tail(self.host.stderr_path),
+                }
+            )
+        return found
+
     def teardown(self) -> None:
+        self._release_blocked_opens()
         for connection in self.peers.values():
             connection.close("both")
         if self.host is not None:
@@ -611,3 +821,5 @@ class ReferenceClients(Side):
         if self.server is not None:
             self.server.signal(self.stop_signal)
             self.server.finish(3.0)
+        for fd in self.inodes:
+            os.close(fd)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 BROKEN = ROOT / "conformance" / "broken"
 CONTROL = f"python3 {HERE.relative_to(ROOT)}/echo_ok.py {{recv}} {{send}}"
+PORT = "python3 conformance/broken/port.py {in} {out} --max-message-size {max_message_size}"
 
 
 @dataclass
@@ -40,11 +42,20 @@ class SuiteRun:
 
 @pytest.fixture
 def suite(tmp_path: Path) -> Any:
-    def run(*args: str, timeout: float = 150) -> SuiteRun:
-        reports = tmp_path / "reports"
+    """Runs `python -m conformance ARGS` from the repository root (or `cwd`)."""
+
+    def run(
+        *args: str,
+        timeout: float = 150,
+        cwd: Path = ROOT,
+        env: dict[str, str] | None = None,
+        reports_name: str = "reports",
+    ) -> SuiteRun:
+        reports = tmp_path / reports_name
         done = subprocess.run(
             [sys.executable, "-m", "conformance", "--reports", str(reports), *args],
-            cwd=ROOT,
+            cwd=cwd,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,

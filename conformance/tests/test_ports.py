@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -10,7 +11,10 @@ from typing import Any
 
 import pytest
 
+from conformance.registry import REASON_PLACEHOLDER
 from conformance.tests.conftest import BROKEN, HERE, ROOT
+
+SPLIT = f"python3 {BROKEN}/port.py {{in}} {{out}} --fault split-on-cr"
 
 
 @pytest.mark.timeout(120)
@@ -96,6 +100,7 @@ def test_only_and_scenario_filters_select_rows_and_columns() -> None:
     assert scenarios == [
         "echo-cr",
         "server-stop-idle",
+        "server-stop-pipe-content-readable",
         "server-stop-with-clients-attached",
         "server-stop-writer-blocked",
     ]
@@ -116,3 +121,88 @@ def test_command_line_mistakes_are_explained(args: list[str], message: str) -> N
     done = list_run(*args)
     assert done.returncode == 2
     assert message in done.stderr
+
+
+@pytest.mark.timeout(120)
+def test_registries_and_lists_are_found_in_the_current_directory(
+    suite: Any, tmp_path: Path
+) -> None:
+    """A port's repository: its own servers.toml and expected-failures/ where it runs."""
+    port = tmp_path / "port"
+    (port / "expected-failures").mkdir(parents=True)
+    (port / "servers.toml").write_text(
+        f'[split]\nrun = "{SPLIT}"\n'
+        '[missing]\nrun = "no-such-server-xyz {in} {out}"\nneeds = ["no-such-server-xyz"]\n'
+        'install = "build it first"\n'
+    )
+    (port / "expected-failures" / "server-split.txt").write_text("echo-cr CR splits\n")
+    run = suite("--scenario=echo-cr,server-size-limit", cwd=port)
+    assert run.status == 0, run.stdout + run.stderr
+    assert run.outcome("server:split", "echo-cr") == "xfail"
+    assert run.outcome("server:split", "server-size-limit") == "unsupported"
+    assert run.outcome("server:missing", "echo-cr") == "skipped"
+    assert "SKIPPED server:missing: needs no-such-server-xyz; install with: build it first" in (
+        run.stdout
+    )
+    lines = run.stdout.strip().splitlines()
+    assert lines[-4:] == [
+        "skipped: 2 (not played)",
+        "unsupported option: 1 (not played)",
+        "xfail: 1",
+        "0 passed, 0 failed",
+    ]
+    ci = suite("--scenario=echo-cr", cwd=port, env={"CI": "true"})
+    assert ci.status == 1
+    assert ci.stdout.strip().splitlines()[-1] == "0 passed, 1 failed"
+
+
+@pytest.mark.timeout(180)
+def test_update_expected_keeps_the_lists_honest(suite: Any, tmp_path: Path) -> None:
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "server-split.txt").write_text("echo-utf8 listed, though it passes\n")
+    args = [
+        f"--server=split={SPLIT}",
+        "--scenario=echo-cr,echo-utf8",
+        f"--expected-failures={lists}",
+    ]
+    run = suite(*args, "--update-expected")
+    assert run.status == 1
+    assert "added echo-cr: write the reason on each line" in run.stderr
+    assert "removed echo-utf8 (they pass now)" in run.stderr
+    refused = suite(*args)
+    assert refused.status == 2
+    assert "echo-cr: replace" in refused.stderr
+    path = lists / "server-split.txt"
+    path.write_text(path.read_text().replace(REASON_PLACEHOLDER, "CR is taken for a line end"))
+    again = suite(*args)
+    assert again.status == 0, again.stdout
+    assert again.outcome("server:split", "echo-cr") == "xfail"
+
+
+def test_export_writes_the_scenarios_and_overwrites_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "scenarios"
+    done = list_run("--export", str(target))
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in target.iterdir())
+    assert names == sorted(p.name for p in (ROOT / "conformance" / "scenarios").glob("*.toml"))
+    assert list_run("--export", str(target)).returncode == 0  # the same files: nothing to do
+    (target / "echo-cr.toml").write_text("# mine\n")
+    done = list_run("--export", str(target))
+    assert done.returncode == 2
+    assert "echo-cr.toml exists and differs: nothing was written" in done.stderr
+    assert (target / "echo-cr.toml").read_text() == "# mine\n"
+
+
+def test_without_a_registry_the_error_says_what_to_give(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "conformance"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "no clients.toml or servers.toml here or in conformance/: give --server" in done.stderr

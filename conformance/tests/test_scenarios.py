@@ -7,8 +7,22 @@ from pathlib import Path
 import pytest
 
 from conformance.engine import difference
-from conformance.registry import EXPECTED, Testee, load_clients, load_expected_failures
+from conformance.registry import (
+    CLIENTS,
+    EXPECTED,
+    REASON_PLACEHOLDER,
+    SERVERS,
+    RegistryError,
+    Testee,
+    load_clients,
+    load_expected_failures,
+    load_servers,
+    update_expected_failures,
+)
 from conformance.scenario import ScenarioError, load, load_all, walk
+from conformance.tests.conftest import ROOT
+
+HOME = ROOT / "conformance"
 
 MINIMUM = {
     "echo-plain-ascii",
@@ -37,6 +51,28 @@ MINIMUM = {
     "server-open-send-first",
     "server-send-only-receive-only",
     "server-stop-with-clients-attached",
+    # redelivery, at several sizes, with messages queued behind, and whole messages unread
+    "server-redeliver-short-message",
+    "server-redeliver-under-pipe-buf",
+    "server-redeliver-over-pipe-buf",
+    "server-redeliver-64kib",
+    "server-redeliver-1mib-queued-behind",
+    "server-redeliver-whole-messages-unread",
+    "server-redeliver-not-what-was-taken",
+    "server-redeliver-before-newline",
+    "server-redeliver-before-later-messages",
+    "server-redeliver-twice",
+    "server-readers-take-turns",
+    # in_pipe held across clients, overlapping clients, a dead writer's tail
+    "server-writers-back-to-back",
+    "server-writers-overlapping",
+    "server-size-limit",
+    "server-concurrent-writers",
+    "server-client-opens-before-start",
+    "server-receiver-opens-before-start",
+    "server-back-pressure",
+    "server-stop-pipe-content-readable",
+    "server-no-false-eof",
 }
 
 
@@ -66,20 +102,70 @@ def test_big_payloads_are_generated_not_stored() -> None:
     assert by_id["echo-16mib"].path.stat().st_size < 2000
 
 
-def test_expected_failure_lists_are_empty_but_for_bash_nul() -> None:
+def test_expected_failure_lists_are_empty_but_for_bash_nul_and_1_0_3() -> None:
     ids = {s.id for s in load_all()}
-    clients = load_clients()
-    assert {c.name for c in clients} == {"bash", "c", "java", "js", "python"}
-    for client in clients:
-        assert (EXPECTED / f"{client.name}.txt").exists()
-        expected = load_expected_failures(client, ids)
-        assert list(expected) == (["echo-nul"] if client.name == "bash" else [])
+    testees = load_clients(HOME / CLIENTS) + load_servers(HOME / SERVERS)
+    assert {"bash", "c", "java", "js", "python", "python-1.0.3"} <= {t.name for t in testees}
+    for testee in testees:
+        # Loading refuses a line without a reason, or with the placeholder still in it.
+        expected = load_expected_failures(testee, ids, HOME / EXPECTED)
+        if testee.name.endswith("1.0.3"):
+            assert expected, testee.label
+        else:
+            assert list(expected) == (["echo-nul"] if testee.name == "bash" else []), testee.label
 
 
 def test_a_list_naming_an_unknown_scenario_is_refused(tmp_path: Path) -> None:
     (tmp_path / "x.txt").write_text("echo-typo because\n")
     with pytest.raises(ValueError, match="no scenario named 'echo-typo'"):
         load_expected_failures(Testee("x", "client", "x {recv} {send}"), {"echo-cr"}, tmp_path)
+
+
+def test_update_adds_placeholders_the_loader_refuses_and_removes_passes(tmp_path: Path) -> None:
+    testee = Testee("port", "server", "port {in} {out}")
+    path = tmp_path / "server-port.txt"
+    path.write_text("# kept comment\necho-cr CR is split\necho-nul NUL is dropped\n")
+    added, removed = update_expected_failures(testee, ["echo-utf8"], ["echo-cr"], tmp_path)
+    assert (added, removed) == (["echo-utf8"], ["echo-cr"])
+    assert path.read_text().splitlines() == [
+        "# kept comment",
+        "echo-nul NUL is dropped",
+        f"echo-utf8 {REASON_PLACEHOLDER}",
+    ]
+    ids = {"echo-cr", "echo-nul", "echo-utf8"}
+    with pytest.raises(RegistryError, match=r"server-port\.txt:3: echo-utf8: replace"):
+        load_expected_failures(testee, ids, tmp_path)
+    path.write_text(path.read_text().replace(REASON_PLACEHOLDER, "UTF-8 decoded"))
+    assert load_expected_failures(testee, ids, tmp_path) == {
+        "echo-nul": "NUL is dropped",
+        "echo-utf8": "UTF-8 decoded",
+    }
+    assert update_expected_failures(testee, [], [], tmp_path) == ([], [])
+
+
+def test_a_new_list_gets_a_header(tmp_path: Path) -> None:
+    testee = Testee("go", "client", "go {recv} {send}")
+    update_expected_failures(testee, ["echo-cr"], [], tmp_path)
+    assert (tmp_path / "go.txt").read_text().splitlines() == [
+        "# Scenarios go is known to fail, one per line: ID REASON.",
+        f"echo-cr {REASON_PLACEHOLDER}",
+    ]
+
+
+def test_registry_needs_and_install(tmp_path: Path) -> None:
+    path = tmp_path / "clients.toml"
+    path.write_text(
+        '[here]\nrun = "sh {recv} {send}"\nneeds = ["sh", "/bin/true"]\n'
+        '[gone]\nrun = "x {recv} {send}"\nneeds = ["no-such-command-xyz", "./nope"]\n'
+        'install = "apt-get install -y xyz"\n'
+    )
+    here, gone = load_clients(path)
+    assert here.missing("/usr/bin:/bin") == []
+    assert gone.missing("/usr/bin:/bin") == ["no-such-command-xyz", "./nope"]
+    assert gone.install == "apt-get install -y xyz"
+    path.write_text('[bad]\nrun = "x {recv} {send}"\nneeds = "sh"\n')
+    with pytest.raises(RegistryError, match="needs is a list"):
+        load_clients(path)
 
 
 @pytest.mark.parametrize(
@@ -103,6 +189,28 @@ def test_a_list_naming_an_unknown_scenario_is_refused(tmp_path: Path) -> None:
         (
             'title = "t"\nrole = "server"\nserver = "raw"\ntimeout = 1\nsteps = [{ pause = 1 }]',
             "client-role",
+        ),
+        (
+            'title = "t"\nrole = "server"\ntimeout = 1\nserver_options = { max_size = 1 }\n'
+            "steps = [{ pause = 1 }]",
+            "unknown key 'max_size'",
+        ),
+        (
+            'title = "t"\nrole = "server"\ntimeout = 1\nsteps = [{ writers = 2, count = 1 }]',
+            "writers needs send",
+        ),
+        (
+            'title = "t"\nrole = "server"\ntimeout = 1\n'
+            'steps = [{ writers = 2, send = { format = "{i}" }, count = 1, sessions = 2 }]',
+            "sessions cannot exceed count",
+        ),
+        (
+            'title = "t"\nrole = "server"\ntimeout = 1\nsteps = [{ expect = "x", writers = 2 }]',
+            "writers goes with one format payload",
+        ),
+        (
+            'title = "t"\nrole = "both"\ntimeout = 1\nsteps = [{ send = { format = "{j}" } }]',
+            "format may only use {i} and {w}",
         ),
     ],
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import logging
 import os
 import shlex
@@ -110,6 +111,12 @@ def _parser() -> argparse.ArgumentParser:
     client.add_argument("--java-package", default=codegen.Options.java_package)
     client.add_argument("--c-prefix", default=codegen.Options.c_prefix)
     client.add_argument("--js-format", choices=codegen.JS_FORMATS, default="esm")
+
+    commands.add_parser(
+        "conformance",
+        add_help=False,
+        help="check a client or a server against the protocol (see conformance --help)",
+    )
     return parser
 
 
@@ -288,6 +295,11 @@ class _Session:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["conformance"]:
+        # The suite parses its own options; it ships in this package (see pyproject.toml).
+        suite = importlib.import_module(".conformance.cli", __package__)
+        return int(suite.main(argv[1:], prog=f"{PROG} conformance"))
     args = _parser().parse_args(argv)
     try:
         return _client(args) if args.command == "client" else _serve(args)

@@ -1,0 +1,33 @@
+"""pipe-io-server 1.0.3's server as an echo testee: python server.py IN OUT (in its own venv).
+
+1.0.3 is a threading.Thread with handle_message to override; this echoes every message
+and stops on SIGTERM, so the suite can show what it catches in the version users have.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+from pipe_io_server import PipeIOServer
+
+
+class Echo(PipeIOServer):
+    def handle_message(self, message: bytes) -> None:
+        self.send_message(message)
+
+
+def main(in_pipe: str, out_pipe: str) -> int:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    server = Echo(in_pipe, out_pipe)
+    server.start()
+    while not stop.wait(0.05):
+        pass
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))
