@@ -516,15 +516,22 @@ type server struct {
 	done    chan error
 }
 
+// serverCommand is the reference server's command; the test is skipped without one.
+func serverCommand(t *testing.T) string {
+	t.Helper()
+	if command := os.Getenv("PIPEIO_SERVER"); command != "" {
+		return command
+	}
+	command, err := exec.LookPath("pipe-io-server")
+	if err != nil {
+		t.Skip("set PIPEIO_SERVER to the pipe-io-server command, or put it on PATH")
+	}
+	return command
+}
+
 func startServer(t *testing.T, dir string) *server {
 	t.Helper()
-	command := os.Getenv("PIPEIO_SERVER")
-	if command == "" {
-		var err error
-		if command, err = exec.LookPath("pipe-io-server"); err != nil {
-			t.Skip("set PIPEIO_SERVER to the pipe-io-server command, or put it on PATH")
-		}
-	}
+	command := serverCommand(t)
 	s := &server{in: filepath.Join(dir, "in"), out: filepath.Join(dir, "out"), done: make(chan error, 1)}
 	s.cmd = exec.Command(command, "serve", s.in, s.out)
 	s.cmd.Stderr = os.Stderr
@@ -596,6 +603,7 @@ func TestSixteenMebibytesEachWay(t *testing.T) {
 }
 
 func TestOpenWaitsForTheServerToCreateThePipes(t *testing.T) {
+	serverCommand(t)
 	dir := t.TempDir()
 	var conn *pipeio.Conn
 	opened := background(t, func() (err error) {
