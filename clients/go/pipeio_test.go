@@ -103,6 +103,18 @@ func open(t *testing.T, recvPath, sendPath string, opts ...pipeio.Option) *pipei
 	return conn
 }
 
+// receiver opens a receiving Conn and the write end the test plays the server with.
+func receiver(t *testing.T) (*pipeio.Conn, *os.File) {
+	t.Helper()
+	path := makeFIFO(t, t.TempDir(), "out")
+	var writer *os.File
+	opened := background(t, func() (err error) { writer, err = os.OpenFile(path, os.O_WRONLY, 0); return err })
+	conn := open(t, path, "")
+	opened()
+	t.Cleanup(func() { writer.Close() })
+	return conn, writer
+}
+
 // receiveAll has a raw writer send data and returns what a Conn receives until end of stream.
 func receiveAll(t *testing.T, data []byte) [][]byte {
 	t.Helper()
@@ -167,27 +179,18 @@ func TestManySmallMessagesInOneRead(t *testing.T) {
 // After a message longer than one read, the buffer grown for it is let go; what arrives
 // next is read into a new one.
 func TestShortMessagesAfterALongOne(t *testing.T) {
-	path := makeFIFO(t, t.TempDir(), "out")
+	conn, writer := receiver(t)
 	long := bytes.Repeat([]byte("long "), 100_000)
-	received := make(chan struct{})
-	wrote := background(t, func() error {
-		f, err := os.OpenFile(path, os.O_WRONLY, 0)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if _, err := f.Write(append(long, '\n')); err != nil {
-			return err
-		}
-		<-received // so the next bytes come in a read of their own
-		_, err = f.WriteString("short\n\nlast\n")
-		return err
-	})
-	conn := open(t, path, "")
+	wrote := background(t, func() error { _, err := writer.Write(append(long, '\n')); return err })
 	if got, err := conn.Recv(); err != nil || !bytes.Equal(got, long) {
 		t.Fatalf("got %d bytes, %v; want %d", len(got), err, len(long))
 	}
-	close(received)
+	wrote()
+	// Written only now, so these bytes come in a read of their own.
+	if _, err := writer.WriteString("short\n\nlast\n"); err != nil {
+		t.Fatal(err)
+	}
+	writer.Close()
 	var got [][]byte
 	for message, err := range conn.Messages() {
 		if err != nil {
@@ -195,7 +198,6 @@ func TestShortMessagesAfterALongOne(t *testing.T) {
 		}
 		got = append(got, message)
 	}
-	wrote()
 	equalMessages(t, got, [][]byte{[]byte("short"), []byte(""), []byte("last")})
 }
 
@@ -330,12 +332,7 @@ func TestSidesNotOpenedAndClosedConnections(t *testing.T) {
 }
 
 func TestCloseEndsAWaitingRecv(t *testing.T) {
-	path := makeFIFO(t, t.TempDir(), "out")
-	var writer *os.File
-	opened := background(t, func() (err error) { writer, err = os.OpenFile(path, os.O_WRONLY, 0); return err })
-	conn := open(t, path, "")
-	opened()
-	defer writer.Close()
+	conn, _ := receiver(t)
 	var err error
 	received := background(t, func() error { _, err = conn.Recv(); return nil })
 	time.Sleep(100 * time.Millisecond)
@@ -347,11 +344,7 @@ func TestCloseEndsAWaitingRecv(t *testing.T) {
 }
 
 func TestRecvTimeoutKeepsWhatItRead(t *testing.T) {
-	path := makeFIFO(t, t.TempDir(), "out")
-	var writer *os.File
-	opened := background(t, func() (err error) { writer, err = os.OpenFile(path, os.O_WRONLY, 0); return err })
-	conn := open(t, path, "")
-	opened()
+	conn, writer := receiver(t)
 	write := func(text string) {
 		t.Helper()
 		if _, err := writer.WriteString(text); err != nil {
