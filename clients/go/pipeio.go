@@ -112,8 +112,9 @@ type options struct {
 	wait time.Duration
 }
 
-// Wait lets Open wait up to d, in all, for the paths to appear: it looks every 20 ms until
-// each exists and is a FIFO, then opens it. Without it a path that is not there fails at once.
+// Wait lets Open wait up to d, in all, for the server to create the pipes: it looks every
+// 20 ms until each path exists and is a FIFO, then opens them as usual. Without it a path
+// that is not there fails at once.
 func Wait(d time.Duration) Option {
 	return func(o *options) { o.wait = d }
 }
