@@ -515,14 +515,7 @@ internal static class PipeIOTest
     {
         string pipe = Fifo();
         ManualResetEventSlim go = new ManualResetEventSlim();
-        Task peer = Async(() =>
-        {
-            using (FileStream server = OpenRaw(pipe, FileAccess.Write))
-            {
-                go.Wait(Bound);
-                server.Write(Bytes("late\n"), 0, 5);
-            }
-        });
+        Task peer = WriteWhenSet(pipe, go, "late\n");
         using (PipeIO pipes = new PipeIO(pipe, null))
         {
             Stopwatch clock = Stopwatch.StartNew();
@@ -642,14 +635,7 @@ internal static class PipeIOTest
         {
             string pipe = Fifo();
             ManualResetEventSlim secondOpen = new ManualResetEventSlim();
-            Task peer = Async(() =>
-            {
-                using (FileStream server = OpenRaw(pipe, FileAccess.Write))
-                {
-                    secondOpen.Wait(Bound);
-                    server.Write(Bytes("for the next reader\n"), 0, 20);
-                }
-            });
+            Task peer = WriteWhenSet(pipe, secondOpen, "for the next reader\n");
             using (PipeIO first = new PipeIO(pipe, null))
             {
                 Throws<TimeoutException>("within", () => first.Recv(TimeSpan.FromMilliseconds(50)));
@@ -799,6 +785,20 @@ internal static class PipeIOTest
         {
             using (FileStream server = OpenRaw(path, FileAccess.Write))
             {
+                server.Write(data, 0, data.Length);
+            }
+        });
+    }
+
+    // Opens the pipe for writing at once, and writes text once signal is set.
+    private static Task WriteWhenSet(string path, ManualResetEventSlim signal, string text)
+    {
+        return Async(() =>
+        {
+            using (FileStream server = OpenRaw(path, FileAccess.Write))
+            {
+                signal.Wait(Bound);
+                byte[] data = Bytes(text);
                 server.Write(data, 0, data.Length);
             }
         });
