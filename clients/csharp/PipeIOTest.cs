@@ -739,9 +739,20 @@ internal static class PipeIOTest
         string inPipe = Path.Combine(dir, "server in");
         string outPipe = Path.Combine(dir, "server out");
         Process process = Start(server, "serve", inPipe, outPipe);
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
         try
         {
-            using (PipeIO pipes = new PipeIO(outPipe, inPipe, Bound))
+            Stopwatch clock = Stopwatch.StartNew();
+            while (!File.Exists(inPipe) || !File.Exists(outPipe))
+            {
+                if (process.HasExited || clock.Elapsed > Bound)
+                {
+                    throw new Exception(server + " made no pipes" + (process.HasExited
+                        ? ", exited with status " + process.ExitCode + ": " + Await(stderr) : ""));
+                }
+                Thread.Sleep(20);
+            }
+            using (PipeIO pipes = new PipeIO(outPipe, inPipe))
             {
                 byte[] big = RandomMessage(new Random(2), 1 << 20);
                 foreach (byte[] message in Samples.Concat(new[] { big }))
