@@ -69,11 +69,10 @@ namespace detail {
 
 using clock = std::chrono::steady_clock;
 
-// poll() counts in int milliseconds, which also keeps now() + wait from overflowing.
-inline clock::time_point deadline_after(std::chrono::milliseconds wait)
+// poll() counts in int milliseconds; that bound also keeps now() + time from overflowing.
+inline std::chrono::milliseconds bounded(std::chrono::milliseconds time)
 {
-    return clock::now() + std::clamp(wait, std::chrono::milliseconds(0),
-                                     std::chrono::milliseconds(INT_MAX));
+    return std::clamp(time, std::chrono::milliseconds(0), std::chrono::milliseconds(INT_MAX));
 }
 
 inline int milliseconds_until(clock::time_point deadline)
@@ -132,7 +131,7 @@ inline void await_fifo(const std::string &path, const char *use, std::chrono::mi
         }
         if (found)
             throw error(code, refused + "not a FIFO (it is " + kind(st.st_mode) + ")");
-        if (code == ENOENT && wait.count() > 0)
+        if (code == ENOENT && wait > std::chrono::milliseconds(0))
             throw error(code, refused + "missing (waited " + seconds(wait) + " for it to appear)");
         throw error(code, refused + cause(code));
     }
@@ -144,8 +143,10 @@ inline int open_fifo(const std::string &path, int flags, const char *use)
     do
         fd = ::open(path.c_str(), flags | O_CLOEXEC);
     while (fd < 0 && errno == EINTR);
-    if (fd < 0)
-        throw error(errno, "cannot open " + path + " for " + use + ": " + cause(errno));
+    if (fd < 0) {
+        int code = errno; // before the message's allocations
+        throw error(code, "cannot open " + path + " for " + use + ": " + cause(code));
+    }
     return fd;
 }
 
@@ -201,7 +202,8 @@ public:
     connection(std::optional<std::string> recv_path, std::optional<std::string> send_path,
                std::chrono::milliseconds wait = std::chrono::milliseconds(0))
     {
-        detail::clock::time_point deadline = detail::deadline_after(wait);
+        wait = detail::bounded(wait);
+        detail::clock::time_point deadline = detail::clock::now() + wait;
         if (send_path)
             detail::await_fifo(*send_path, "sending", wait, deadline);
         if (recv_path)
@@ -332,8 +334,10 @@ private:
     std::optional<std::string> receive(std::optional<std::chrono::milliseconds> timeout)
     {
         require(recv_fd_, "cannot receive: the connection has no pipe open to receive from");
-        detail::clock::time_point deadline = detail::deadline_after(timeout.value_or(
-            std::chrono::milliseconds(0)));
+        if (timeout)
+            timeout = detail::bounded(*timeout);
+        detail::clock::time_point deadline
+            = detail::clock::now() + timeout.value_or(std::chrono::milliseconds(0));
         for (;;) {
             // Only the bytes that arrived since the last look are searched.
             const char *base = buf_.data();

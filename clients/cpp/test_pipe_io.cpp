@@ -433,6 +433,8 @@ void test_deadline()
     check(clock::now() - start >= 200ms, "a receive waits until its deadline");
     check_error<pipe_io::timeout_error>([&] { conn.recv_for(0ms); }, std::errc::timed_out,
                                         timed_out + "0 s", "a timeout of 0 with half a message");
+    check_error<pipe_io::timeout_error>([&] { conn.recv_for(-1s); }, std::errc::timed_out,
+                                        timed_out + "0 s", "a negative timeout counts as 0");
     more.pass();
     check(conn.recv_for(20s) == "first half, second half",
           "a message split across a deadline is returned whole by the next receive");
