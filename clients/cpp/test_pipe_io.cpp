@@ -345,6 +345,11 @@ void test_open_errors()
 // Root passes every permission check, so the client runs as nobody in a child process.
 void test_permission_denied()
 {
+    const passwd *nobody = getpwnam("nobody");
+    if (geteuid() == 0 && !nobody) {
+        std::cout << "skipped the permission test: running as root and there is no user nobody\n";
+        return;
+    }
     folder f(false);
     string open_to_all = f.path + "/open", locked = f.path + "/locked";
     check(mkfifo(open_to_all.c_str(), 0) == 0 && chmod(open_to_all.c_str(), 0666) == 0
@@ -353,9 +358,8 @@ void test_permission_denied()
     // A reader that does not wait for a writer: read() says 0 only once no writer is left.
     int reader = open_raw(open_to_all, O_RDONLY | O_NONBLOCK);
     gate failed_open, checked;
-    const passwd *nobody = getpwnam("nobody");
     pid_t pid = spawn([&] {
-        if (geteuid() == 0 && (!nobody || setgid(nobody->pw_gid) != 0 || setuid(nobody->pw_uid) != 0))
+        if (geteuid() == 0 && (setgid(nobody->pw_gid) != 0 || setuid(nobody->pw_uid) != 0))
             return 2;
         int status = 1;
         try {
