@@ -6,9 +6,9 @@
 //! byte string without a newline (0x0A); it travels followed by one newline. Everything
 //! else, CR and NUL included, is payload.
 //!
-//! This file is the whole library, protocol 2, standard library only, for
-//! Linux. Use the crate, or copy this file into a project as `src/pipe_io.rs` next to a
-//! `pub mod pipe_io;`.
+//! This file is the whole client, for protocol 2 on Linux, with the standard
+//! library only: use the crate, or copy the file into a program as `src/pipe_io.rs` and declare
+//! it with `#[allow(dead_code)] mod pipe_io;`.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -17,9 +17,7 @@
 //! // the server to create them.
 //! let (mut rx, mut tx) = pipe_io::open("/tmp/app-out", "/tmp/app-in", Duration::from_secs(5))?;
 //! tx.send(b"hello")?;
-//! for message in &mut rx {
-//!     tx.send(&message?.to_ascii_uppercase())?;
-//! }
+//! let reply = rx.recv_timeout(Duration::from_secs(2))?; // None: the server closed
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
@@ -33,8 +31,10 @@
 //! ignore SIGPIPE yourself, or the signal ends the process.
 
 use std::ffi::{c_int, c_short, c_ulong};
+use std::fmt;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
+use std::iter::FusedIterator;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -55,17 +55,19 @@ const LOOK_AGAIN: Duration = Duration::from_millis(20);
 /// server's in_pipe); either may be left out to open one side only. Opening blocks
 /// until the server has its end open, whichever side starts first.
 ///
+/// One side alone: [`Receiver::open`], [`Sender::open`].
+///
 /// The send pipe is opened first, then the receive pipe. Before either is opened, both paths
 /// are checked in that order, and, for up to `wait`, looked for again every 20 ms until they
 /// exist and are FIFOs: `wait` lets a client start before the server has created its pipes.
-/// `Duration::ZERO` does not wait.
+/// `Duration::ZERO` does not wait; a wait too long for an [`Instant`] waits for ever.
 ///
 /// # Errors
 ///
 /// Opening fails with an error that names the path and the cause: missing, not a FIFO,
 /// permission denied.
-/// In Rust: `NotFound`, `InvalidInput` (a regular file is refused, never read or written) and
-/// `PermissionDenied`.
+/// In Rust: `NotFound` (after a wait, the text says how long), `InvalidInput` (a regular
+/// file is refused, never read or written) and `PermissionDenied`.
 pub fn open(
     recv_path: impl AsRef<Path>,
     send_path: impl AsRef<Path>,
@@ -214,15 +216,15 @@ impl Receiver {
             // chunk is zeroed.
             self.buf.resize(self.end + CHUNK, 0);
         }
-        loop {
+        let read = loop {
             match self.file.read(&mut self.buf[self.end..]) {
-                Ok(0) => self.eof = true,
-                Ok(read) => self.end += read,
-                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-                Err(error) => return Err(self.error(&error)),
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                result => break result.map_err(|error| self.error(&error))?,
             }
-            return Ok(());
-        }
+        };
+        self.end += read;
+        self.eof = read == 0;
+        Ok(())
     }
 
     fn wait_readable(&self, deadline: Instant) -> io::Result<()> {
@@ -236,7 +238,7 @@ impl Receiver {
             // Rounded up, so that poll does not return before the deadline.
             let millis = c_int::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(c_int::MAX);
             // SAFETY: `fd` is one valid pollfd for the whole call, and nfds says one.
-            match unsafe { poll(&mut fd, 1, millis) } {
+            match unsafe { poll(&raw mut fd, 1, millis) } {
                 0 => return Err(self.error(&ErrorKind::TimedOut.into())),
                 ready if ready > 0 => return Ok(()),
                 _ => {
@@ -264,13 +266,26 @@ impl Receiver {
 impl Iterator for Receiver {
     type Item = io::Result<Vec<u8>>;
 
-    /// Calls the handler with every message received, until end of stream.
+    /// The next message, as [`recv`](Receiver::recv) returns it; `None` at end of stream.
     fn next(&mut self) -> Option<Self::Item> {
         self.recv().transpose()
     }
 }
 
+impl FusedIterator for Receiver {}
+
+impl fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("path", &self.path)
+            .field("buffered", &(self.end - self.start))
+            .field("eof", &self.eof)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The sending side of a connection: the server's in_pipe.
+#[derive(Debug)]
 pub struct Sender {
     file: File,
     path: PathBuf,
@@ -409,6 +424,7 @@ fn cause(error: &io::Error) -> String {
 }
 
 // poll(2), declared here rather than taken from a crate: a receive deadline is its one use.
+// The types are Linux's (glibc and musl): nfds_t is unsigned long, POLLIN is 1.
 #[repr(C)]
 struct PollFd {
     fd: c_int,
@@ -418,6 +434,6 @@ struct PollFd {
 
 const POLLIN: c_short = 0x1;
 
-extern "C" {
+unsafe extern "C" {
     fn poll(fds: *mut PollFd, nfds: c_ulong, timeout: c_int) -> c_int;
 }

@@ -7,17 +7,17 @@
 //! with `--include-ignored`, talks to the reference server. A watchdog ends a test that hangs.
 
 use std::env;
-use std::ffi::{c_char, c_int, c_uint, CString};
+use std::ffi::{CString, c_char, c_int, c_uint};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::symlink;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::symlink;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,7 @@ const ODD_MESSAGES: &[&[u8]] = &[
     "héllo wörld ✓".as_bytes(),
 ];
 
-extern "C" {
+unsafe extern "C" {
     fn mkfifo(path: *const c_char, mode: c_uint) -> c_int;
     fn geteuid() -> c_uint;
 }
@@ -611,6 +611,11 @@ fn message_split_across_the_deadline_is_returned_whole() {
     );
     let error = rx.recv_timeout(Duration::from_millis(100)).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::TimedOut);
+    let state = format!("{rx:?}");
+    assert!(
+        state.contains("buffered: 12"),
+        "the first half stays buffered: {state}"
+    );
     timed_out.send(()).unwrap();
     assert_eq!(
         rx.recv_timeout(WAIT).unwrap(),
