@@ -8,14 +8,14 @@
 
 use std::env;
 use std::ffi::{CString, c_char, c_int, c_uint};
+use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
@@ -25,6 +25,7 @@ use pipe_io::{Receiver, Sender};
 
 const WAIT: Duration = Duration::from_secs(20);
 const HANG: Duration = Duration::from_secs(120);
+const NO_WAIT: Duration = Duration::ZERO;
 const ODD_MESSAGES: &[&[u8]] = &[
     b"",
     b"plain",
@@ -51,12 +52,8 @@ struct Scene {
 impl Scene {
     fn new(test: &'static str) -> Scene {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "pipe-io-rust-{}-{}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = env::temp_dir().join(name);
+        let count = COUNT.fetch_add(1, Ordering::Relaxed);
+        let dir = env::temp_dir().join(format!("pipe-io-rust-{}-{count}", std::process::id()));
         fs::create_dir(&dir).unwrap();
         let (watchdog, done) = mpsc::channel::<()>();
         thread::spawn(move || {
@@ -80,6 +77,12 @@ impl Scene {
         make_fifo(&path);
         path
     }
+
+    fn file(&self, name: &str, content: &[u8]) -> PathBuf {
+        let path = self.path(name);
+        fs::write(&path, content).unwrap();
+        path
+    }
 }
 
 impl Drop for Scene {
@@ -97,7 +100,7 @@ fn make_fifo(path: &Path) {
         0,
         "mkfifo {}: {}",
         path.display(),
-        std::io::Error::last_os_error()
+        io::Error::last_os_error()
     );
 }
 
@@ -108,21 +111,26 @@ fn background<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> i
     move || outcome.recv_timeout(WAIT).expect("the peer failed or hung")
 }
 
-/// Plays the server's writer: opens the pipe, writes the bytes, closes.
-fn write_raw(path: PathBuf, data: &[u8]) {
-    OpenOptions::new()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .write_all(data)
-        .unwrap();
+/// Plays the server's writer: opens the pipe for writing.
+fn open_to_write(path: &Path) -> File {
+    OpenOptions::new().write(true).open(path).unwrap()
 }
 
-/// Plays the server's reader: everything written until the last writer closes.
-fn read_raw(path: PathBuf) -> Vec<u8> {
-    let mut data = Vec::new();
-    File::open(path).unwrap().read_to_end(&mut data).unwrap();
-    data
+/// Plays the server's writer in the background: opens the pipe, writes the bytes, closes.
+fn writes(path: &Path, data: Vec<u8>) -> impl FnOnce() {
+    let path = path.to_owned();
+    background(move || open_to_write(&path).write_all(&data).unwrap())
+}
+
+/// Plays the server's reader in the background: everything written until the last writer
+/// closes.
+fn reads(path: &Path) -> impl FnOnce() -> Vec<u8> {
+    let path = path.to_owned();
+    background(move || {
+        let mut data = Vec::new();
+        File::open(path).unwrap().read_to_end(&mut data).unwrap();
+        data
+    })
 }
 
 fn framed(messages: &[&[u8]]) -> Vec<u8> {
@@ -134,18 +142,29 @@ fn framed(messages: &[&[u8]]) -> Vec<u8> {
 
 fn receive_all(scene: &Scene, data: &[u8]) -> Vec<Vec<u8>> {
     let path = scene.fifo("out");
-    let writer = background({
-        let (path, data) = (path.clone(), data.to_vec());
-        move || write_raw(path, &data)
-    });
-    let mut rx = Receiver::open(&path, Duration::ZERO).unwrap();
-    let messages = rx.by_ref().collect::<Result<Vec<_>, _>>().unwrap();
+    let writer = writes(&path, data.to_vec());
+    let mut rx = Receiver::open(&path, NO_WAIT).unwrap();
+    let messages = rx.by_ref().collect::<io::Result<Vec<_>>>().unwrap();
     assert_eq!(rx.recv().unwrap(), None, "end of stream is reported again");
     writer();
+    fs::remove_file(path).unwrap();
     messages
 }
 
-fn wait_exit(child: &mut Child) -> ExitStatus {
+fn assert_error<T: Debug>(result: io::Result<T>, kind: ErrorKind, text: &str) {
+    let error = result.unwrap_err();
+    assert_eq!((error.kind(), error.to_string().as_str()), (kind, text));
+}
+
+fn echo(to_client: &Path, to_server: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_echo"))
+        .arg(to_client)
+        .arg(to_server)
+        .spawn()
+        .unwrap()
+}
+
+fn wait_exit(mut child: Child) -> ExitStatus {
     let started = Instant::now();
     while started.elapsed() < WAIT {
         if let Some(status) = child.try_wait().unwrap() {
@@ -175,7 +194,6 @@ fn unterminated_tail_is_dropped() {
     let scene = Scene::new("unterminated_tail_is_dropped");
     let expected: &[&[u8]] = &[b"one", b"two"];
     assert_eq!(receive_all(&scene, b"one\ntwo\nunterminated"), expected);
-    fs::remove_file(scene.path("out")).unwrap();
     assert!(receive_all(&scene, b"").is_empty());
 }
 
@@ -191,11 +209,8 @@ fn many_small_messages_in_one_read() {
 fn sends_each_message_with_one_newline() {
     let scene = Scene::new("sends_each_message_with_one_newline");
     let path = scene.fifo("in");
-    let reader = background({
-        let path = path.clone();
-        move || read_raw(path)
-    });
-    let mut tx = Sender::open(&path, Duration::ZERO).unwrap();
+    let reader = reads(&path);
+    let mut tx = Sender::open(&path, NO_WAIT).unwrap();
     for message in ODD_MESSAGES {
         tx.send(message).unwrap();
     }
@@ -207,19 +222,14 @@ fn sends_each_message_with_one_newline() {
 fn newline_in_a_message_is_refused_and_nothing_is_written() {
     let scene = Scene::new("newline_in_a_message_is_refused_and_nothing_is_written");
     let path = scene.fifo("in");
-    let reader = background({
-        let path = path.clone();
-        move || read_raw(path)
-    });
-    let mut tx = Sender::open(&path, Duration::ZERO).unwrap();
+    let reader = reads(&path);
+    let mut tx = Sender::open(&path, NO_WAIT).unwrap();
+    let text = format!(
+        "cannot send to {}: the message contains a newline",
+        path.display()
+    );
     for refused in [&b"two\nlines"[..], b"\n", b"trailing\n"] {
-        let error = tx.send(refused).unwrap_err();
-        assert_eq!(error.kind(), ErrorKind::InvalidInput);
-        let text = format!(
-            "cannot send to {}: the message contains a newline",
-            path.display()
-        );
-        assert_eq!(error.to_string(), text);
+        assert_error(tx.send(refused), ErrorKind::InvalidInput, &text);
     }
     tx.send(b"fine").unwrap();
     drop(tx);
@@ -235,23 +245,17 @@ fn sixteen_mebibytes_each_way() {
         .filter(|&b| b != b'\n')
         .take(16 << 20)
         .collect();
-    let writer = background({
-        let (path, data) = (to_client.clone(), framed(&[&big, &big]));
-        move || write_raw(path, &data)
-    });
-    let reader = background({
-        let path = to_server.clone();
-        move || read_raw(path)
-    });
-    let (mut rx, mut tx) = pipe_io::open(&to_client, &to_server, Duration::ZERO).unwrap();
+    let writer = writes(&to_client, framed(&[&big, &big]));
+    let reader = reads(&to_server);
+    let (mut rx, mut tx) = pipe_io::open(&to_client, &to_server, NO_WAIT).unwrap();
     assert!(
         rx.recv().unwrap() == Some(big.clone()),
-        "the first long message came back whole"
+        "the first long message came whole"
     );
     tx.send(&big).unwrap();
     assert!(
         rx.recv().unwrap() == Some(big.clone()),
-        "the second long message came back whole"
+        "the second long message came whole"
     );
     assert_eq!(rx.recv().unwrap(), None);
     drop((rx, tx));
@@ -266,14 +270,11 @@ fn sixteen_mebibytes_each_way() {
 fn concurrent_senders_keep_pipe_buf_messages_whole() {
     let scene = Scene::new("concurrent_senders_keep_pipe_buf_messages_whole");
     let path = scene.fifo("in");
-    let reader = background({
-        let path = path.clone();
-        move || read_raw(path)
-    });
+    let reader = reads(&path);
     // Each message and its newline fill PIPE_BUF: written in one call, it is never interleaved.
     let senders: Vec<_> = (b'a'..=b'd')
         .map(|letter| {
-            let mut tx = Sender::open(&path, Duration::ZERO).unwrap();
+            let mut tx = Sender::open(&path, NO_WAIT).unwrap();
             background(move || {
                 for _ in 0..200 {
                     tx.send(&[letter; pipe_io::PIPE_BUF - 1]).unwrap();
@@ -296,80 +297,64 @@ fn concurrent_senders_keep_pipe_buf_messages_whole() {
 fn send_after_the_server_left_is_broken_pipe() {
     let scene = Scene::new("send_after_the_server_left_is_broken_pipe");
     let path = scene.fifo("in");
-    let reader = background({
+    let leaver = background({
         let path = path.clone();
         move || drop(File::open(path).unwrap())
     });
-    let mut tx = Sender::open(&path, Duration::ZERO).unwrap();
-    reader();
-    let error = tx.send(b"anyone?").unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::BrokenPipe);
+    let mut tx = Sender::open(&path, NO_WAIT).unwrap();
+    leaver();
+    // The test process is a Rust program, which ignores SIGPIPE: the send fails instead.
     let text = format!(
         "cannot send to {}: broken pipe (the server is gone)",
         path.display()
     );
-    assert_eq!(error.to_string(), text);
-    assert_eq!(
-        tx.send(b"still?").unwrap_err().kind(),
-        ErrorKind::BrokenPipe
-    );
+    assert_error(tx.send(b"anyone?"), ErrorKind::BrokenPipe, &text);
+    assert_error(tx.send(b"still?"), ErrorKind::BrokenPipe, &text);
 }
 
 #[test]
 fn missing_path() {
     let scene = Scene::new("missing_path");
     let missing = scene.path("missing");
-    let error = Receiver::open(&missing, Duration::ZERO).err().unwrap();
-    assert_eq!(error.kind(), ErrorKind::NotFound);
-    assert_eq!(
-        error.to_string(),
-        format!("cannot open {} for receiving: missing", missing.display())
+    let text = format!("cannot open {} for receiving: missing", missing.display());
+    assert_error(
+        Receiver::open(&missing, NO_WAIT),
+        ErrorKind::NotFound,
+        &text,
     );
 }
 
 #[test]
 fn regular_file_and_directory_are_refused_untouched() {
     let scene = Scene::new("regular_file_and_directory_are_refused_untouched");
-    let regular = scene.path("regular");
-    fs::write(&regular, b"keep\n").unwrap();
+    let regular = scene.file("regular", b"keep\n");
     // The FIFO has no peer: the checks must come before any open blocks.
     let fifo = scene.fifo("fifo");
-    let cases = [
-        (
-            pipe_io::open(&regular, &fifo, Duration::ZERO).err(),
-            &regular,
-            "receiving",
-        ),
-        (
-            pipe_io::open(&fifo, &regular, Duration::ZERO).err(),
-            &regular,
-            "sending",
-        ),
-        (
-            Sender::open(&regular, Duration::ZERO).err(),
-            &regular,
-            "sending",
-        ),
-        (
-            Receiver::open(&scene.dir, Duration::ZERO).err(),
-            &scene.dir,
-            "receiving",
-        ),
-    ];
-    for (error, path, purpose) in cases {
-        let error = error.unwrap();
-        assert_eq!(error.kind(), ErrorKind::InvalidInput);
-        let what = if path == &regular {
-            "a regular file"
-        } else {
-            "a directory"
-        };
-        let text = format!(
+    let not_a_fifo = |path: &Path, purpose, what| {
+        format!(
             "cannot open {} for {purpose}: not a FIFO (it is {what})",
             path.display()
-        );
-        assert_eq!(error.to_string(), text);
-    }
+        )
+    };
+    let regular_for = |purpose| not_a_fifo(&regular, purpose, "a regular file");
+    let kind = ErrorKind::InvalidInput;
+    assert_error(
+        pipe_io::open(&regular, &fifo, NO_WAIT),
+        kind,
+        &regular_for("receiving"),
+    );
+    assert_error(
+        pipe_io::open(&fifo, &regular, NO_WAIT),
+        kind,
+        &regular_for("sending"),
+    );
+    assert_error(
+        Sender::open(&regular, NO_WAIT),
+        kind,
+        &regular_for("sending"),
+    );
+    let directory = not_a_fifo(&scene.dir, "receiving", "a directory");
+    assert_error(Receiver::open(&scene.dir, NO_WAIT), kind, &directory);
     assert_eq!(fs::read(&regular).unwrap(), b"keep\n");
 }
 
@@ -377,8 +362,7 @@ fn regular_file_and_directory_are_refused_untouched() {
 fn a_path_swapped_for_a_regular_file_after_the_check_is_never_written() {
     let scene = Scene::new("a_path_swapped_for_a_regular_file_after_the_check_is_never_written");
     let path = scene.path("path");
-    let targets = [scene.fifo("fifo"), scene.path("regular")];
-    fs::write(&targets[1], b"").unwrap();
+    let targets = [scene.fifo("fifo"), scene.file("regular", b"")];
     symlink(&targets[0], &path).unwrap();
     // A reader that stays, so an open of the FIFO to send returns at once; even the smallest
     // pipe (4 KiB) holds every message this test sends. Without the check after the open,
@@ -408,7 +392,7 @@ fn a_path_swapped_for_a_regular_file_after_the_check_is_never_written() {
     });
     let mut refused = 0;
     for _ in 0..2_000 {
-        match Sender::open(&path, Duration::ZERO) {
+        match Sender::open(&path, NO_WAIT) {
             Ok(mut tx) => tx.send(b"x").unwrap(),
             Err(error) => {
                 assert_eq!(error.kind(), ErrorKind::InvalidInput);
@@ -428,15 +412,12 @@ fn a_path_swapped_for_a_regular_file_after_the_check_is_never_written() {
 #[test]
 fn two_bad_paths_name_the_send_path() {
     let scene = Scene::new("two_bad_paths_name_the_send_path");
-    let regular = scene.path("regular");
-    fs::write(&regular, b"").unwrap();
-    let missing = scene.path("missing");
-    let error = pipe_io::open(&regular, &missing, Duration::ZERO)
-        .err()
-        .unwrap();
-    assert_eq!(
-        error.to_string(),
-        format!("cannot open {} for sending: missing", missing.display())
+    let (regular, missing) = (scene.file("regular", b""), scene.path("missing"));
+    let text = format!("cannot open {} for sending: missing", missing.display());
+    assert_error(
+        pipe_io::open(&regular, &missing, NO_WAIT),
+        ErrorKind::NotFound,
+        &text,
     );
 }
 
@@ -447,13 +428,15 @@ fn permission_denied() {
     fs::set_permissions(&fifo, fs::Permissions::from_mode(0o000)).unwrap();
     // SAFETY: geteuid has no preconditions.
     if unsafe { geteuid() } != 0 {
-        let error = Sender::open(&fifo, Duration::ZERO).err().unwrap();
-        assert_eq!(error.kind(), ErrorKind::PermissionDenied);
         let text = format!(
             "cannot open {} for sending: permission denied",
             fifo.display()
         );
-        assert_eq!(error.to_string(), text);
+        assert_error(
+            Sender::open(&fifo, NO_WAIT),
+            ErrorKind::PermissionDenied,
+            &text,
+        );
         return;
     }
     // Permission bits do not stop root: run the echo example as nobody, from a copy it may run.
@@ -496,11 +479,11 @@ fn open_waits_for_a_fifo_created_later() {
             started.recv_timeout(WAIT).unwrap();
             thread::sleep(Duration::from_millis(300));
             make_fifo(&path);
-            write_raw(path, b"hello\n");
+            open_to_write(&path).write_all(b"hello\n").unwrap();
         }
     });
     assert_eq!(
-        Receiver::open(&path, Duration::ZERO).err().unwrap().kind(),
+        Receiver::open(&path, NO_WAIT).unwrap_err().kind(),
         ErrorKind::NotFound
     );
     go.send(()).unwrap();
@@ -514,36 +497,28 @@ fn open_wait_runs_out_on_a_missing_path() {
     let scene = Scene::new("open_wait_runs_out_on_a_missing_path");
     let missing = scene.path("never");
     let started = Instant::now();
-    let error = Sender::open(&missing, Duration::from_millis(300))
-        .err()
-        .unwrap();
+    let result = Sender::open(&missing, Duration::from_millis(300));
     assert!(
         started.elapsed() >= Duration::from_millis(300),
         "it waited the whole time"
     );
-    assert_eq!(error.kind(), ErrorKind::NotFound);
     let text = format!(
         "cannot open {} for sending: missing (waited 0.3 s for it to appear)",
         missing.display()
     );
-    assert_eq!(error.to_string(), text);
+    assert_error(result, ErrorKind::NotFound, &text);
 }
 
 #[test]
 fn open_wait_reports_a_path_that_stays_a_regular_file() {
     let scene = Scene::new("open_wait_reports_a_path_that_stays_a_regular_file");
-    let regular = scene.path("regular");
-    fs::write(&regular, b"keep\n").unwrap();
-    let fifo = scene.fifo("fifo");
-    let error = pipe_io::open(&regular, &fifo, Duration::from_millis(200))
-        .err()
-        .unwrap();
-    assert_eq!(error.kind(), ErrorKind::InvalidInput);
+    let (regular, fifo) = (scene.file("regular", b"keep\n"), scene.fifo("fifo"));
     let text = format!(
         "cannot open {} for receiving: not a FIFO (it is a regular file)",
         regular.display()
     );
-    assert_eq!(error.to_string(), text);
+    let result = pipe_io::open(&regular, &fifo, Duration::from_millis(200));
+    assert_error(result, ErrorKind::InvalidInput, &text);
     assert_eq!(fs::read(&regular).unwrap(), b"keep\n");
 }
 
@@ -555,27 +530,24 @@ fn timeout_is_distinct_from_end_of_stream() {
     let server = background({
         let path = path.clone();
         move || {
-            let mut pipe = OpenOptions::new().write(true).open(path).unwrap();
+            let mut pipe = open_to_write(&path);
             finished.recv_timeout(WAIT).unwrap();
             pipe.write_all(b"last\nunterminated").unwrap();
         }
     });
-    let mut rx = Receiver::open(&path, Duration::ZERO).unwrap();
+    let mut rx = Receiver::open(&path, NO_WAIT).unwrap();
     let started = Instant::now();
-    let error = rx.recv_timeout(Duration::from_millis(200)).unwrap_err();
+    let text = format!("cannot receive from {}: timed out", path.display());
+    assert_error(
+        rx.recv_timeout(Duration::from_millis(200)),
+        ErrorKind::TimedOut,
+        &text,
+    );
     assert!(
         started.elapsed() >= Duration::from_millis(200),
         "the deadline was kept"
     );
-    assert_eq!(error.kind(), ErrorKind::TimedOut);
-    assert_eq!(
-        error.to_string(),
-        format!("cannot receive from {}: timed out", path.display())
-    );
-    assert_eq!(
-        rx.recv_timeout(Duration::ZERO).unwrap_err().kind(),
-        ErrorKind::TimedOut
-    );
+    assert_error(rx.recv_timeout(NO_WAIT), ErrorKind::TimedOut, &text);
     finish.send(()).unwrap();
     server();
     assert_eq!(rx.recv_timeout(WAIT).unwrap(), Some(b"last".to_vec()));
@@ -584,7 +556,7 @@ fn timeout_is_distinct_from_end_of_stream() {
         None,
         "end of stream, not a timeout"
     );
-    assert_eq!(rx.recv_timeout(Duration::ZERO).unwrap(), None);
+    assert_eq!(rx.recv_timeout(NO_WAIT).unwrap(), None);
 }
 
 #[test]
@@ -596,19 +568,16 @@ fn message_split_across_the_deadline_is_returned_whole() {
     let server = background({
         let path = path.clone();
         move || {
-            let mut pipe = OpenOptions::new().write(true).open(path).unwrap();
+            let mut pipe = open_to_write(&path);
             pipe.write_all(b"before\nfirst half, ").unwrap();
             first_sent.send(()).unwrap();
             timeout_seen.recv_timeout(WAIT).unwrap();
             pipe.write_all(b"second half\nafter\n").unwrap();
         }
     });
-    let mut rx = Receiver::open(&path, Duration::ZERO).unwrap();
+    let mut rx = Receiver::open(&path, NO_WAIT).unwrap();
     first_arrived.recv_timeout(WAIT).unwrap();
-    assert_eq!(
-        rx.recv_timeout(Duration::ZERO).unwrap(),
-        Some(b"before".to_vec())
-    );
+    assert_eq!(rx.recv_timeout(NO_WAIT).unwrap(), Some(b"before".to_vec()));
     let error = rx.recv_timeout(Duration::from_millis(100)).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::TimedOut);
     let state = format!("{rx:?}");
@@ -630,39 +599,27 @@ fn message_split_across_the_deadline_is_returned_whole() {
 fn echo_example_echoes_every_message() {
     let scene = Scene::new("echo_example_echoes_every_message");
     let (to_client, to_server) = (scene.fifo("out"), scene.fifo("in"));
-    let mut echo = Command::new(env!("CARGO_BIN_EXE_echo"))
-        .arg(&to_client)
-        .arg(&to_server)
-        .spawn()
-        .unwrap();
-    let reader = background({
-        let path = to_server.clone();
-        move || read_raw(path)
-    });
-    write_raw(
-        to_client,
-        &[framed(ODD_MESSAGES), b"unterminated".to_vec()].concat(),
-    );
+    let echo = echo(&to_client, &to_server);
+    let reader = reads(&to_server);
+    writes(
+        &to_client,
+        [framed(ODD_MESSAGES), b"unterminated".to_vec()].concat(),
+    )();
     assert_eq!(reader(), framed(ODD_MESSAGES));
-    assert!(wait_exit(&mut echo).success());
+    assert!(wait_exit(echo).success());
 }
 
 #[test]
 fn echo_example_exits_0_when_the_server_goes_away() {
     let scene = Scene::new("echo_example_exits_0_when_the_server_goes_away");
     let (to_client, to_server) = (scene.fifo("out"), scene.fifo("in"));
-    let mut echo = Command::new(env!("CARGO_BIN_EXE_echo"))
-        .arg(&to_client)
-        .arg(&to_server)
-        .spawn()
-        .unwrap();
+    let echo = echo(&to_client, &to_server);
     // The server leaves its reading end at once but keeps writing: no end of stream, so only
     // the failed send can end the echo.
     drop(File::open(&to_server).unwrap());
-    let mut pipe = OpenOptions::new().write(true).open(&to_client).unwrap();
+    let mut pipe = open_to_write(&to_client);
     pipe.write_all(b"anyone?\n").unwrap();
-    assert!(wait_exit(&mut echo).success());
-    drop(pipe);
+    assert!(wait_exit(echo).success());
 }
 
 #[test]
@@ -672,9 +629,8 @@ fn echo_example_reports_a_missing_pipe_after_waiting() {
     let output = Command::new(env!("CARGO_BIN_EXE_echo"))
         .arg(&fifo)
         .arg(&missing)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .output();
+    let output = output.unwrap();
     assert_eq!(output.status.code(), Some(1));
     let text = format!(
         "echo: cannot open {} for sending: missing (waited 5 s for it to appear)\n",
@@ -694,14 +650,15 @@ fn against_the_reference_server() {
         .arg(&in_pipe)
         .arg(&out_pipe)
         .spawn()
-        .unwrap();
+        .expect("the reference server starts");
     // The server creates its pipes after it starts: the open waits for them.
     let (mut rx, mut tx) = pipe_io::open(&out_pipe, &in_pipe, WAIT).unwrap();
     let big = vec![b'x'; 16 << 20];
-    for message in ODD_MESSAGES.iter().chain([&big[..]].iter()) {
+    let messages: Vec<&[u8]> = ODD_MESSAGES.iter().copied().chain([&big[..]]).collect();
+    for message in &messages {
         tx.send(message).unwrap();
     }
-    for message in ODD_MESSAGES.iter().chain([&big[..]].iter()) {
+    for message in &messages {
         assert!(
             rx.recv_timeout(WAIT).unwrap().as_deref() == Some(*message),
             "echoed whole"
