@@ -36,7 +36,7 @@ venv: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest server/tests
 
-PYTHON_TREES := $(wildcard server conformance bench soak)
+PYTHON_TREES := $(wildcard server conformance bench soak tools)
 
 lint-server: $(STAMP)
 	$(BIN)/ruff check $(PYTHON_TREES)
