@@ -32,11 +32,12 @@ class Example:
     code: str
 
 
-def examples(document: Path) -> list[Example]:
+def examples(document: Path, language: str = "python") -> list[Example]:
+    """The fenced code blocks of one language, in order."""
     text = document.read_text(encoding="utf-8")
     found = []
     for match in FENCE.finditer(text):
-        if match["info"].strip().split(" ")[0] == "python":
+        if match["info"].strip().split(" ")[0] == language:
             line = text.count("\n", 0, match.start("body")) + 1
             found.append(Example(document, line, match["body"]))
     return found
