@@ -1,9 +1,10 @@
 """Run make targets one after another and end with one line per target and a verdict.
 
 `make test` runs its stages through this. Each stage's output goes to the screen as it comes
-and to LOG_DIR/STAGE.log. A failing stage does not stop the others, so one run shows every
-failure; the exit status is 1 if any stage failed. A `skip-LANG` stage (a client whose
-toolchain is missing) counts as skipped when it succeeds.
+and to LOG_DIR/STAGE.log. A failing stage does not stop the others, nor (make --keep-going)
+the rest of its own targets, so one run shows every failure; the exit status is 1 if any
+stage failed. A `skip-LANG` stage (a client whose toolchain is missing) counts as skipped
+when it succeeds.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def run_stage(make: list[str], stage: Stage, log_dir: Path) -> None:
     last = ""
     with (log_dir / f"{stage.name}.log").open("w", encoding="utf-8") as log:
         child = subprocess.Popen(
-            [*make, "--no-print-directory", stage.name],
+            [*make, "--no-print-directory", "--keep-going", stage.name],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -55,11 +56,12 @@ def run_stage(make: list[str], stage: Stage, log_dir: Path) -> None:
             stage.result = "stopped"
             raise
     stage.seconds = time.monotonic() - began
-    stage.note = last.strip("= ")
     if status != 0:
-        stage.result = "FAILED"
+        stage.result, stage.note = "FAILED", last.strip("= ")
+    elif stage.name.startswith("skip-"):
+        stage.result, stage.note = "skipped", last
     else:
-        stage.result = "skipped" if stage.name.startswith("skip-") else "passed"
+        stage.result = "passed"
 
 
 def _duration(seconds: float) -> str:
@@ -69,7 +71,7 @@ def _duration(seconds: float) -> str:
 
 def report(stages: list[Stage], log_dir: Path, seconds: float) -> str:
     width = max(len(stage.name) for stage in stages)
-    lines = ["", f"{'stage':<{width}}  result   seconds  last line of its output"]
+    lines = ["", f"{'stage':<{width}}  result   seconds  why (the last line of its output)"]
     for stage in stages:
         note = stage.note if len(stage.note) <= NOTE_WIDTH else stage.note[: NOTE_WIDTH - 3] + "..."
         lines.append(f"{stage.name:<{width}}  {stage.result:<7}  {stage.seconds:7.0f}  {note}")

@@ -50,6 +50,8 @@ def test_a_failing_stage_is_reported_and_the_rest_still_run(tmp_path: Path) -> N
         "passed",
     ]
     assert rows["broken"][3:] == ["boom"]
+    assert rows["skip-rust"][3:] == ["SKIPPED", "rust:", "needs", "cargo"]
+    assert rows["ok"][3:] == []
     verdict = done.stdout.rstrip().splitlines()[-1]
     assert verdict.startswith("make test: FAILED (broken; logs in logs/): 2 passed, 1 failed,")
     assert (tmp_path / "logs" / "broken.log").read_text().startswith("boom\n")
