@@ -17,7 +17,7 @@ TEST_TARGETS :=
 comma := ,
 
 help:
-	@echo "make test         every stage CI runs (lint, unit, clients, conformance, legacy suite, soak...), then a verdict"
+	@echo "make test         every stage CI runs, then one line per stage and a verdict"
 	@echo "make conformance  play every scenario against every client and print the matrix"
 	@echo "make lint         mypy, ruff, and each client's own compiler or linter"
 	@echo "make unit         pytest for the server"
