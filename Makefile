@@ -14,9 +14,10 @@ LANGS := $(notdir $(wildcard server/pipe_io_server/templates/*))
 
 LINT_TARGETS :=
 TEST_TARGETS :=
+comma := ,
 
 help:
-	@echo "make test         lint, unit tests, clients check, conformance, short soak, bench smoke"
+	@echo "make test         every stage CI runs, then one line per stage and a verdict"
 	@echo "make conformance  play every scenario against every client and print the matrix"
 	@echo "make lint         mypy, ruff, and each client's own compiler or linter"
 	@echo "make unit         pytest for the server"
@@ -25,7 +26,17 @@ help:
 	@echo "make soak         chaos soak (DURATION=120 SEED=...)"
 	@echo "make demo         an echo server on ./demo-in and ./demo-out"
 
-$(STAMP): pyproject.toml
+# The oldest Python the package and its tooling run on, from pyproject.toml's requires-python.
+MIN_PYTHON := $(shell sed -n 's/^requires-python = ">=\([0-9.]*\)"$$/\1/p' pyproject.toml)
+
+# Checked before a venv is made from it; the test is plain enough for any Python to run.
+python-check:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < ($(subst .,$(comma),$(MIN_PYTHON))))' \
+	  2>/dev/null || { echo "pipe-io-server needs Python $(MIN_PYTHON) or newer; $(PYTHON) is" \
+	  "$$($(PYTHON) -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || echo 'not found'):" \
+	  "choose another with PYTHON=python3.X"; exit 1; }
+
+$(STAMP): pyproject.toml | python-check
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -36,7 +47,7 @@ venv: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest server/tests
 
-PYTHON_TREES := $(wildcard server conformance bench soak)
+PYTHON_TREES := $(wildcard server conformance bench soak tools)
 
 lint-server: $(STAMP)
 	$(BIN)/ruff check $(PYTHON_TREES)
@@ -97,6 +108,11 @@ skip-%:
 
 lint: lint-server $(LINT_TARGETS)
 
-test: lint clients-check unit $(TEST_TARGETS)
+# Each stage runs as a make of its own (tools/stages.py): its output shows as it comes, a failing
+# stage does not stop the others, and the run ends with one line per stage and the verdict.
+TEST_STAGES = lint clients-check unit $(TEST_TARGETS) $(filter skip-%,$(LINT_TARGETS))
 
-.PHONY: help venv unit lint lint-server clients clients-check demo test toolchains
+test: $(STAMP)
+	+@$(PY) tools/stages.py --make '$(MAKE)' --log-dir $(BUILD)/test-logs $(TEST_STAGES)
+
+.PHONY: python-check help venv unit lint lint-server clients clients-check demo test toolchains

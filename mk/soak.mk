@@ -8,8 +8,10 @@ SOAK_CI_SEED := 20240601
 soak: $(STAMP)
 	$(PY) -m soak --duration $(DURATION) $(if $(SEED),--seed $(SEED))
 
+# The summary goes to a file; the screen keeps the one-line verdict.
 soak-ci: $(STAMP)
-	$(PY) -m soak --duration 30 --seed $(SOAK_CI_SEED)
+	@mkdir -p $(BUILD)
+	$(PY) -m soak --duration 30 --seed $(SOAK_CI_SEED) --json $(BUILD)/soak-ci.json
 
 # ruff already covers soak/ in lint-server; the types are checked here.
 lint-soak: $(STAMP)

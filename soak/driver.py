@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import random
@@ -102,7 +103,7 @@ class Recorder:
                 "--send-timeout",
                 str(args.send_timeout),
             ],
-            process_group=pgid,
+            preexec_fn=functools.partial(os.setpgid, 0, pgid),  # noqa: PLW1509 (one thread)
             stderr=(work / "recorder.err").open("ab"),
         )
         self.pid = self.process.pid
@@ -184,8 +185,7 @@ class Driver:
         # The anchor leads the process group every child joins, so one killpg ends them all.
         self.anchor = subprocess.Popen(
             ["sleep", str(int(args.duration) + 900)],
-            process_group=0,
-            preexec_fn=clients.die_with_parent,  # noqa: PLW1509 (one thread)
+            preexec_fn=_lead_group,  # noqa: PLW1509 (one thread)
         )
         self.pgid = self.anchor.pid
         self.recorder = Recorder(work, args, self.pgid)
@@ -710,6 +710,12 @@ class Driver:
                     os.unlink(path)  # left by a server that did not stop cleanly
 
 
+def _lead_group() -> None:
+    """The anchor's start: lead a new process group (Popen's process_group needs 3.11)."""
+    os.setpgid(0, 0)
+    clients.die_with_parent()
+
+
 def live_bound(args: argparse.Namespace, base: int) -> int:
     """What the server may hold at worst: the bound its limits promise, plus small change.
 
@@ -797,7 +803,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--send-timeout", type=float, default=0.5)
     parser.add_argument("--keep", action="store_true", help="keep the work folder and its logs")
     parser.add_argument("-v", "--verbose", action="store_true", help="trace the phases on stderr")
-    parser.add_argument("--json", type=Path, help="also write the summary here")
+    parser.add_argument(
+        "--json", type=Path, help="write the summary here instead of on standard output"
+    )
     args = parser.parse_args(argv)
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1 << 31)
@@ -827,11 +835,13 @@ def main(argv: list[str] | None = None) -> int:
             f"peak RSS {res.max_rss / MiB:.1f} MiB > {bound / MiB:.1f} MiB",
         )
     report = summary(driver, seconds, bound, live)
-    print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(
             json.dumps({**report, "all_violations": driver.oracle.violations}, indent=2)
         )
+        print(f"soak: summary in {args.json}")
+    else:
+        print(json.dumps(report, indent=2))
     if driver.oracle.violations:
         first = driver.oracle.violations[0]
         print(f"FIRST VIOLATION: {first['kind']}\n{first['detail']}", file=sys.stderr)
@@ -845,5 +855,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"soak: no violation in {seconds:.0f} s (seed {args.seed})")
+    print(
+        f"soak: no violation in {seconds:.0f} s (seed {args.seed}): "
+        f"{report['operations_total']} operations, {sum(driver.faults.values())} faults, "
+        f"{report['server_instances']} server instances"
+    )
     return 0

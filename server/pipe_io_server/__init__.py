@@ -3,9 +3,12 @@
 __version__ = "2.0.0.dev0"
 
 from .backlog import BacklogFull
-from .compat import terminate_process_on_failure
 from .server import PipeIOServer, PipeReaderServer, PipeWriterServer
 from .stats import Stats
+
+# Imported from its own submodule, so that importing the submodule later (as 1.0.x code does)
+# leaves the package attribute naming the function, not the module.
+from .terminate_process_on_failure import terminate_process_on_failure
 
 __all__ = [
     "BacklogFull",

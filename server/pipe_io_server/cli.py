@@ -108,9 +108,27 @@ def _parser() -> argparse.ArgumentParser:
         "--dest", type=Path, help="folder to write into (default ./pipe-io-LANGUAGE)"
     )
     client.add_argument("--force", action="store_true", help="overwrite files that differ")
-    client.add_argument("--java-package", default=codegen.Options.java_package)
-    client.add_argument("--c-prefix", default=codegen.Options.c_prefix)
-    client.add_argument("--js-format", choices=codegen.JS_FORMATS, default="esm")
+    client.add_argument(
+        "--java-package",
+        default=codegen.Options.java_package,
+        metavar="NAME",
+        help="java: the Java package of the classes, written under its folder "
+        "(default %(default)s)",
+    )
+    client.add_argument(
+        "--c-prefix",
+        default=codegen.Options.c_prefix,
+        metavar="PREFIX",
+        help="c: the prefix of every C function and type in the header, in capitals for its "
+        "macros (default %(default)s)",
+    )
+    client.add_argument(
+        "--js-format",
+        choices=codegen.JS_FORMATS,
+        default=codegen.Options.js_format,
+        help="js: the JavaScript module format, esm (.mjs files, import) or cjs (.cjs files, "
+        "require) (default %(default)s)",
+    )
 
     commands.add_parser(
         "conformance",

@@ -116,6 +116,24 @@ def test_client_options_reach_the_files(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("option", "subject", "default"),
+    [
+        ("--java-package", "Java package", codegen.Options.java_package),
+        ("--c-prefix", "C", codegen.Options.c_prefix),
+        ("--js-format", "JavaScript module format", codegen.Options.js_format),
+    ],
+)
+def test_client_help_describes_each_option_and_its_default(
+    option: str, subject: str, default: str
+) -> None:
+    result = run_cli("client", "--help")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    described = text[text.rindex(f"{option} ") :].split(" --", 1)[0]
+    assert subject in described and f"(default {default})" in described, described
+
+
+@pytest.mark.parametrize(
     ("args", "cause"),
     [
         (["client", "java", "--java-package", "Not-Valid"], "invalid Java package"),

@@ -1,4 +1,4 @@
-"""Kept from the 1.0.x API for code that decorates its own functions with it."""
+"""Kept from the 1.0.x API (and its module path) for code that decorates its own functions."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ from typing import Any, Callable, TypeVar
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def terminate_process_on_failure(function: F) -> F:
-    """Log the exception and send SIGTERM to this process if `function` raises.
+def terminate_process_on_failure(fun: F) -> F:
+    """Log the exception and send SIGTERM to this process if `fun` raises.
 
     The server itself no longer uses it: a failing handler is reported, not fatal.
     """
 
-    @functools.wraps(function)
+    @functools.wraps(fun)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return function(*args, **kwargs)
+            return fun(*args, **kwargs)
         except BaseException:
             logging.getLogger("pipe_io_server").exception("terminating the process")
             os.kill(os.getpid(), signal.SIGTERM)
