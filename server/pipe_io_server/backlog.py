@@ -100,6 +100,16 @@ class Backlog:
         self._waiting.append(messages)
         self.waiting_cost += _cost(size, len(messages))
 
+    def wrote(self, framed: bytes, count: int) -> None:
+        """One message went straight to the pipe, `count` bytes of `framed` (it and its
+        newline), while nothing else was pending: it is in flight, and its rest writes next."""
+        start = self._planned
+        self._planned += len(framed)
+        self._written += count
+        self._inflight.append(_Unit(start, self._planned, (framed,), 1))
+        if count < len(framed):
+            self._out = [memoryview(framed)[count:]]
+
     def buffers(self) -> list[memoryview]:
         """The bytes to write next, as buffers for one writev()."""
         if not self._out and (self._again or self._waiting):

@@ -37,7 +37,7 @@ from typing import Callable
 from . import resources
 from .backlog import Backlog, BacklogFull
 from .fifo import F_GETPIPE_SZ, PIPE_SIZE, Fifo
-from .framing import MESSAGE_OVERHEAD
+from .framing import MESSAGE_OVERHEAD, NEWLINE
 from .stats import Stats
 
 log = logging.getLogger("pipe_io_server")
@@ -151,10 +151,33 @@ class Writer:
             if self._batch:
                 # Replies batched before this send was called must leave before it.
                 self._push_batch(_drain(self._batch))
-            self._backlog.push(message)
             self._stats.sent += 1
-            if self._fd < 0 or len(message) >= DIRECT_WRITE_BYTES or self._flush():
+            backlog, fd = self._backlog, self._fd
+            if fd < 0 or len(message) >= DIRECT_WRITE_BYTES:
+                backlog.push(message)
                 self._wake()
+            elif backlog.pending or self._gone:
+                backlog.push(message)
+                if self._flush():
+                    self._wake()
+            else:
+                self._write_alone(fd, message + NEWLINE)
+
+    def _write_alone(self, fd: int, framed: bytes) -> None:
+        """The request-reply path: a lone small message, written at once by its sender with
+        one write() and no queueing (lock held, a reader connected, nothing pending)."""
+        try:
+            count = os.write(fd, framed)
+        except BlockingIOError:
+            count = 0
+        except BrokenPipeError:
+            count = 0
+            self._gone = True
+        self._backlog.wrote(framed, count)
+        if count < len(framed):
+            self._wake()
+        elif self._backlog.reclaimable > self._capacity:
+            self._acknowledge()
 
     def _wait_for_room(self, cost: int, limit: int) -> None:
         deadline = None if self._send_timeout is None else time.monotonic() + self._send_timeout

@@ -167,3 +167,15 @@ def test_a_second_departure_keeps_the_order_of_what_went_out_again() -> None:
         backlog.sent(len(data))
         out.append(data)
     assert b"".join(out).split(b"\n")[:-1] == big
+
+
+def test_a_message_written_alone_is_redelivered_whole_if_cut() -> None:
+    backlog = Backlog()
+    backlog.wrote(b"alone\n", 4)  # the pipe took "alon"
+    assert backlog.pending
+    assert bytes(backlog.buffers()[0]) == b"e\n"
+    backlog.sent(2)
+    backlog.push(b"next")
+    assert backlog.rewind(unread=3) == 1  # the reader took "alo" and left
+    again = b"".join(bytes(b) for b in backlog.buffers())
+    assert again == b"alone\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -403,3 +404,20 @@ def test_send_message_refuses_other_types_naming_them(pull: PipeIOServer, messag
     with pytest.raises(TypeError, match=type(message).__name__):
         pull.send_message(message)  # type: ignore[arg-type]
     assert pull.stats.sent == 0
+
+
+def test_a_reply_the_pipe_takes_in_part_is_finished_by_the_writer_thread(
+    pipes: tuple[str, str],
+) -> None:
+    """A lone reply written by its sender into an almost full pipe: the rest follows whole."""
+    with PipeIOServer(*pipes) as server:
+        reader = os.open(server.out_pipe, os.O_RDONLY)
+        capacity = fcntl.fcntl(reader, 1032)  # F_GETPIPE_SZ
+        server.send_message(b"f" * (capacity - 10))  # nearly fills the pipe
+        assert server.flush(10)
+        server.send_message(b"tail" * 2000)  # over PIPE_BUF: written alone, in part
+        got = b""
+        while got.count(b"\n") < 2:
+            got += os.read(reader, 1 << 20)
+        os.close(reader)
+    assert got == b"f" * (capacity - 10) + b"\n" + b"tail" * 2000 + b"\n"
