@@ -29,6 +29,8 @@ FAULTS = {
     "never-redeliver": "no requeue, no drain: the next reader gets the rest of the message",
     "drop-unread": "drains the pipe but requeues nothing: what the reader left is lost",
     "no-drain": "requeues, but leaves the old bytes in the pipe for the next reader",
+    "no-renew": "one pipe for all readers, drained after each: a reader that opens at once after "
+    "another left may read the rest of its message",
     "redeliver-taken": "requeues everything written to the reader, taken or not",
     "drop-partial": "requeues the wholly unread messages, drops the one the reader was in",
     "lf-not-counted": "counts a message delivered once its bytes are read, newline or not",
@@ -95,6 +97,9 @@ class Port:
         self.written = 0
         self.current, self.offset = b"", 0
         self.requeued: set[int] = set()  # ids of messages requeued (for redeliver-once)
+        # Each reader gets a fresh FIFO at the path before a byte is written to it, so the
+        # next one waits its turn there; the faults about leftovers need one shared pipe.
+        self.renewing = not ({"no-renew", "no-drain", "never-redeliver", "stop-drains"} & faults)
         self.out_reader = -1
         if "read-end-of-out" in faults:
             self.out_reader = os.open(out_path, os.O_RDONLY | os.O_NONBLOCK)
@@ -216,8 +221,15 @@ class Port:
         os.set_blocking(fd, False)
         return fd
 
+    def renew(self) -> None:
+        if self.renewing:
+            fresh = f"{self.out_path}.next"
+            os.mkfifo(fresh, 0o600)
+            os.rename(fresh, self.out_path)
+
     def write_loop(self) -> None:
         self.held = self.open_write_end()
+        self.renew()
         self.poller.register(self.wake_r, select.POLLIN)
         self.poller.register(self.held, 0)
         with self.lock:
@@ -242,7 +254,9 @@ class Port:
                 gone = self.write_some()
             if gone:
                 self.reader_left(unread(self.held))
-                self.reconnect(keep=True)
+                if self.renewing:
+                    os.close(self.held)  # the reader's own pipe goes, with what it left there
+                self.reconnect(keep=not self.renewing)
 
     def take_next(self) -> bool:
         """Start the next queued message if none is being written; False when stopping."""
@@ -318,7 +332,7 @@ class Port:
                     self.queue.extend(requeue)
                 else:
                     self.queue.extendleft(reversed(requeue))
-        if "no-drain" not in self.faults:
+        if not self.renewing and "no-drain" not in self.faults:
             drain = os.open(self.out_path, os.O_RDONLY | os.O_NONBLOCK)
             with contextlib.suppress(BlockingIOError):
                 while os.read(drain, CHUNK):
@@ -332,6 +346,7 @@ class Port:
         else:
             self.poller.unregister(self.held)
             self.held = self.open_write_end()
+            self.renew()
             self.poller.register(self.held, 0)
         with self.lock:
             self.connected = True

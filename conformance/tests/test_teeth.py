@@ -35,6 +35,7 @@ PORT_FAULTS = {
     "never-redeliver": "server-redeliver-short-message",
     "drop-unread": "server-redeliver-64kib",
     "no-drain": "server-redeliver-short-message",
+    "no-renew": "server-readers-take-turns-without-pause",
     "redeliver-taken": "server-redeliver-whole-messages-unread",
     "drop-partial": "server-redeliver-short-message",
     "lf-not-counted": "server-redeliver-before-newline",
