@@ -22,7 +22,7 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from .framing import NEWLINE, Decoder
 from .inbox import Inbox
@@ -43,8 +43,11 @@ class Bridge:
         max_backlog: int | None,
         send_timeout: float | None,
         max_message_size: int | None,
+        on_failure: Callable[[], None],
     ) -> None:
         self.argv = argv
+        self._on_failure = on_failure  # the bridge cannot go on: the session must end
+        self.failure: str | None = None
         self._max_message_size = max_message_size
         self.name = os.path.basename(argv[0])
         self.process = subprocess.Popen(
@@ -59,8 +62,8 @@ class Bridge:
         self.output_done = threading.Event()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._threads = [
-            threading.Thread(target=self._write_input, name="pipe_io_server exec input"),
-            threading.Thread(target=self._read_output, name="pipe_io_server exec output"),
+            threading.Thread(target=self._guarded, args=(self._write_input, "input")),
+            threading.Thread(target=self._guarded, args=(self._read_output, "output")),
         ]
 
     def server(self, in_pipe: str, out_pipe: str, **options: Any) -> PipeIOServer:
@@ -74,6 +77,16 @@ class Bridge:
         for thread in self._threads:
             thread.daemon = True
             thread.start()
+
+    def _guarded(self, body: Callable[[], None], side: str) -> None:
+        """An error a bridge thread cannot handle ends the session, logged, never silently."""
+        threading.current_thread().name = f"pipe_io_server exec {side}"
+        try:
+            body()
+        except BaseException as error:
+            self.failure = f"the {side} thread of the bridge to {self.name} raised {error!r}"
+            log.error("%s: the server stops", self.failure, exc_info=error)
+            self._on_failure()
 
     # The reader thread hands each message over; a thread of its own writes them to CMD.
 

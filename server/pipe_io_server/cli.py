@@ -184,6 +184,7 @@ def _serve(args: argparse.Namespace) -> int:
         "manage_pipes": args.manage_pipes,
         "max_message_size": args.max_message_size,
     }
+    ended = threading.Event()  # a stop signal, CMD's exit, or a bridge that cannot go on
     bridge = None
     if args.command_line is not None:
         argv = shlex.split(args.command_line)
@@ -195,6 +196,7 @@ def _serve(args: argparse.Namespace) -> int:
                 max_backlog=DEFAULT_MAX_BACKLOG,
                 send_timeout=args.send_timeout,
                 max_message_size=args.max_message_size,
+                on_failure=ended.set,
             )
         except FileNotFoundError:
             raise ValueError(f"cannot run {argv[0]}: command not found") from None
@@ -212,7 +214,7 @@ def _serve(args: argparse.Namespace) -> int:
         if bridge:
             bridge.stop()
         raise
-    return _Session(server, bridge, args.ready_file, args.manage_pipes).run()
+    return _Session(server, bridge, args.ready_file, args.manage_pipes, ended).run()
 
 
 class _Session:
@@ -228,18 +230,25 @@ class _Session:
     DRAIN_TIMEOUT = 10.0
 
     def __init__(
-        self, server: PipeIOServer, bridge: Bridge | None, ready: Path | None, managed: bool
+        self,
+        server: PipeIOServer,
+        bridge: Bridge | None,
+        ready: Path | None,
+        managed: bool,
+        ended: threading.Event,
     ) -> None:
         self.server = server
         self.bridge = bridge
         self.ready = ready
         self.managed = managed
         self.interrupted = threading.Event()
-        self.ended = threading.Event()  # interrupted, or CMD exited
+        self.ended = ended
 
     def run(self) -> int:
         for signum in self.SIGNALS:
             signal.signal(signum, self._on_signal)
+        # A server that stops by itself (stats.error says why) ends the session too.
+        self.server.on_stop = self.ended.set  # type: ignore[method-assign]
         try:
             self.server.start()
             if self.bridge:
@@ -247,7 +256,7 @@ class _Session:
                 threading.Thread(target=self._watch, daemon=True).start()
             self._announce()
             self.ended.wait()
-            if self.bridge and not self.interrupted.is_set():
+            if self.bridge and not self.interrupted.is_set() and not self.bridge.failure:
                 self._finish_output()
         finally:
             self.server.stop()
@@ -256,6 +265,8 @@ class _Session:
             if self.ready:
                 with contextlib.suppress(FileNotFoundError):
                     self.ready.unlink()
+        if self.server.stats.error or (self.bridge and self.bridge.failure):
+            return 1
         if self.bridge and not self.interrupted.is_set():
             return self.bridge.status()
         return 0

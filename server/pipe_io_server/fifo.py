@@ -81,6 +81,7 @@ class Fifo:
         self._permissions = permissions
         self._lock = threading.Lock()  # renew() against close()
         self._fd = -1
+        self.created = False  # made here, not found at the path
         self._fd = self._claim() if managed else self._open_path(self.path)
         try:
             self.stat = os.fstat(self._fd)
@@ -97,6 +98,7 @@ class Fifo:
             found = os.lstat(self.path)
         except FileNotFoundError:
             _mkfifo(self.path)
+            self.created = True
         else:
             if not stat.S_ISFIFO(found.st_mode):
                 raise _not_a_fifo(self.path, found.st_mode, "remove it or choose another path")
@@ -193,12 +195,14 @@ class Fifo:
             return False
         return (now.st_dev, now.st_ino) == (self.stat.st_dev, self.stat.st_ino)
 
-    def close(self) -> None:
-        """Release the FIFO; a managed one is unlinked if its path still names it."""
+    def close(self, keep_found: bool = False) -> None:
+        """Release the FIFO; a managed one is unlinked if its path still names it (unless
+        `keep_found` and it was found there, not made here: a refused start removes no more
+        than it made)."""
         with self._lock:
             if self._fd < 0:
                 return
-            if self.managed and self._names_ours():
+            if self.managed and self._names_ours() and not (keep_found and not self.created):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.path)
             os.close(self._fd)

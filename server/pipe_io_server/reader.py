@@ -52,7 +52,11 @@ class Reader:
     def start(self) -> None:
         # Opened here, so clients can open in_pipe for writing as soon as start() returns.
         self._fd = self.fifo.open_read()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            os.close(self._fd)
+            raise
         self.thread.start()
 
     def stop(self) -> None:

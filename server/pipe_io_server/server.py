@@ -110,15 +110,15 @@ class _PipeServer:
                     f"in_pipe and out_pipe must be two FIFOs, both are {self._in_pipe}"
                 )
         except BaseException:
-            self._close_fifos()
+            self._close_fifos(keep_found=True)
             raise
 
-    def _close_fifos(self) -> None:
+    def _close_fifos(self, keep_found: bool = False) -> None:
         while self._fifos:
             fifo = self._fifos.pop()
             if fifo.path == self._out_pipe:
                 fifo.release_waiting_readers()
-            fifo.close()
+            fifo.close(keep_found)
 
     def start(self) -> None:
         with self._state_lock:
@@ -126,6 +126,8 @@ class _PipeServer:
                 raise RuntimeError(f"the server is {self._state}: create a new one to start again")
             if not self._manage_pipes:
                 self._open_fifos()
+            self._state = "running"
+        try:
             fifos = iter(self._fifos)
             if self._in_pipe is not None:
                 self._reader = Reader(
@@ -139,7 +141,9 @@ class _PipeServer:
                 self._reader.start()
             if self._writer is not None:
                 self._writer.start(next(fifos))
-            self._state = "running"
+        except BaseException:
+            self.stop()  # what started stops: no thread and no FIFO outlive a refused start
+            raise
 
     def stop(self) -> None:
         """Stop within a second from any state; safe to call twice and from a handler.
@@ -170,7 +174,9 @@ class _PipeServer:
         unblocker = writer.stop() if writer is not None else -1
         try:
             for part in (reader, writer):
-                if part is not None and part.thread is not threading.current_thread():
+                if part is None or part.thread.ident is None:
+                    continue  # never started: a start() that failed half-way
+                if part.thread is not threading.current_thread():
                     part.thread.join(max(0.0, deadline - time.monotonic()))
                     if part.thread.is_alive():
                         log.warning("%s is still busy after stop()", part.thread.name)

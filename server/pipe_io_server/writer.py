@@ -125,7 +125,13 @@ class Writer:
     def start(self, fifo: Fifo) -> None:
         self._fifo = fifo
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._spare = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._spare = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
+            raise
         self.thread.start()
 
     # -- Sending (any thread) ---------------------------------------------------------------

@@ -6,11 +6,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import connect, flood, serve
+from conftest import RawClient, connect, flood, serve
+from pipe_io_server.bridge import Bridge
 
 # What "within a second" is allowed on a loaded two-core machine.
 STOP_BOUND = 1.5
@@ -183,3 +186,51 @@ def test_no_traceback_when_a_signal_stops_a_busy_echo(tmp_path: Path) -> None:
     client.close()
     assert b"Traceback" not in server.stderr.read()  # type: ignore[union-attr]
     assert os.path.exists(tmp_path / "in") is False
+
+
+def test_serve_ends_when_its_server_stops_by_itself(tmp_path: Path) -> None:
+    """A server thread that fails stops the server; the command then exits, status 1."""
+    code = (
+        "import sys; from pipe_io_server import cli, server\n"
+        "def boom(self, message): raise SystemExit(9)\n"
+        "server.PipeIOServer.send_message = boom\n"
+        "sys.exit(cli.main(['serve', sys.argv[1], sys.argv[2]]))\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path / "in"), str(tmp_path / "out")],
+        stderr=subprocess.PIPE,
+    )
+    client = connect(tmp_path)
+    client.send(b"x\n")
+    assert process.wait(10) == 1
+    client.close()
+    log = process.stderr.read().decode()  # type: ignore[union-attr]
+    assert "SystemExit(9)" in log and "the server stops" in log
+    assert left_behind(tmp_path) == []
+
+
+def test_a_bridge_thread_that_fails_ends_the_session(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its output descriptor replaced under it (a bug elsewhere in the process, here a folder
+    put in its place): its read fails; that is logged and ends the session."""
+    ended = threading.Event()
+    bridge = Bridge(
+        ["cat"], max_backlog=None, send_timeout=1, max_message_size=None, on_failure=ended.set
+    )
+    server = bridge.server(str(tmp_path / "in"), str(tmp_path / "out"))
+    server.start()
+    bridge.start()
+    assert bridge.process.stdout is not None
+    folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    os.dup2(folder, bridge.process.stdout.fileno())  # cat's next line wakes the thread on it
+    os.close(folder)
+    client = RawClient(server.in_pipe)
+    client.send(b"wake up\n")
+    assert ended.wait(10)
+    server.stop()
+    bridge.stop()
+    client.close()
+    assert bridge.failure is not None and "output" in bridge.failure
+    assert "the server stops" in caplog.text
+    assert not alive(bridge.process.pid)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -198,3 +200,31 @@ def test_a_client_waiting_in_open_of_out_pipe_sees_end_of_file_at_stop(
         time.sleep(0.3)
     assert finish(second, 5) == b"\n"  # no line: end of file
     first.close()
+
+
+def test_a_start_that_fails_half_way_leaves_no_thread_and_no_fifo(pipes: tuple[str, str]) -> None:
+    """At the fd limit the writer cannot get its descriptors after the reader started."""
+    code = (
+        "import os, resource, sys, threading\n"
+        "from pipe_io_server import PipeIOServer\n"
+        "server = PipeIOServer(sys.argv[1], sys.argv[2])\n"
+        "used = len(os.listdir('/proc/self/fd'))\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (used + 3, used + 3))\n"
+        "try:\n"
+        "    server.start()\n"
+        "except OSError as error:\n"
+        "    print('refused', error.strerror)\n"
+        "names = [t.name for t in threading.enumerate() if t.name.startswith('pipe_io')]\n"
+        "print(names, server.wait(1), [os.path.exists(p) for p in sys.argv[1:]])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *pipes],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.stdout.splitlines() == [
+        "refused Too many open files",
+        "[] True [False, False]",
+    ], done.stdout + done.stderr

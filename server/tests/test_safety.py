@@ -213,3 +213,12 @@ def test_missing_folder_is_named_in_the_error(tmp_path: Path) -> None:
         PipeIOServer(str(missing), str(tmp_path / "out"))
     assert caught.value.filename == str(missing)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_refused_construction_leaves_fifos_the_user_already_had(tmp_path: Path) -> None:
+    """Two names for one FIFO (a hard link): refused, and both names stay."""
+    os.mkfifo(tmp_path / "in", 0o600)
+    os.link(tmp_path / "in", tmp_path / "out")
+    with pytest.raises(ValueError, match="two FIFOs"):
+        PipeIOServer(str(tmp_path / "in"), str(tmp_path / "out"))
+    assert sorted(os.listdir(tmp_path)) == ["in", "out"]
