@@ -46,10 +46,6 @@ INTERNAL_MODULES = {
     "pipe_writer_thread",
     "test_pipe_io_server",
 }
-# 1.0.3's servers were threading.Thread objects; these are the parts of Thread its users called.
-THREAD_API = ("is_alive", "join", "daemon", "name")
-# run() was the body of 1.0.3's own thread, called by Thread.start(); start() is the API.
-NOT_API = {"run"}
 
 
 @pytest.fixture(scope="module")
@@ -140,16 +136,14 @@ def accepts(old: inspect.Signature, new: inspect.Signature, *, names: bool = Tru
 
 
 def class_api(cls: type) -> dict[str, Any]:
-    """The public members of a 1.0.3 class, from every class of 1.0.3 in its MRO."""
+    """The public members of a 1.0.3 class, from 1.0.3's classes and threading.Thread."""
     members: dict[str, Any] = {}
     for base in reversed(cls.__mro__):
-        if base.__module__.partition(".")[0] == LEGACY:
+        if base.__module__.partition(".")[0] == LEGACY or base is threading.Thread:
             for name, value in vars(base).items():
                 if name in ("__init__", "__enter__", "__exit__") or not name.startswith("_"):
                     members[name] = value
-        elif base is threading.Thread:
-            members.update({name: vars(base)[name] for name in THREAD_API})
-    return {name: value for name, value in members.items() if name not in NOT_API}
+    return members
 
 
 def instance(cls: type, tmp_path: Path) -> Any:
