@@ -1,6 +1,0 @@
-"""The tools are scripts, not a package: their tests import them from their folder."""
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
