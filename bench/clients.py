@@ -15,7 +15,10 @@ import subprocess
 import sys
 from typing import Any, Callable
 
-import tomllib  # the runner is a tool of the project's venv (Python 3.11)
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, as a package (a dependency of pipe-io-server before 3.11)
+    import tomli as tomllib
 
 from .cases import BUILD, ROOT
 from .processes import Echo
