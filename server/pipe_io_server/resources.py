@@ -26,10 +26,22 @@ QUIET_MS = 100
 # Out of descriptors (per process, system-wide) or of kernel memory: worth waiting out.
 SHORTAGES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
+# glibc's mallopt parameter, and the size from which blocks are mapped on their own: a freed
+# message of a MiB or more then goes back to the system at once, and glibc's rising threshold
+# cannot leave tens of MiB of freed messages in the heap.
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 1024 * 1024
+
 _libc_name = ctypes.util.find_library("c")
-_malloc_trim: Callable[[int], int] | None = None
-if _libc_name:
-    _malloc_trim = getattr(ctypes.CDLL(_libc_name), "malloc_trim", None)  # glibc only
+_libc = ctypes.CDLL(_libc_name) if _libc_name else None
+_malloc_trim: Callable[[int], int] | None = getattr(_libc, "malloc_trim", None)  # glibc only
+_mallopt: Callable[[int, int], int] | None = getattr(_libc, "mallopt", None)
+
+
+def map_large_blocks() -> None:
+    """Fix the threshold (once per process; harmless to repeat, a no-op without glibc)."""
+    if _mallopt is not None:
+        _mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 _traffic = 0
 
 

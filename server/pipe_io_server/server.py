@@ -9,6 +9,7 @@ import time
 from types import TracebackType
 from typing import Any, TypeVar
 
+from . import resources
 from .fifo import Fifo
 from .framing import DEFAULT_MAX_MESSAGE_SIZE, LF, Message, encode
 from .inbox import Inbox
@@ -127,6 +128,7 @@ class _PipeServer:
             if not self._manage_pipes:
                 self._open_fifos()
             self._state = "running"
+        resources.map_large_blocks()
         try:
             fifos = iter(self._fifos)
             if self._in_pipe is not None:
