@@ -11,6 +11,9 @@ import os
 import signal
 import sys
 
+# Linux's value, for Pythons older than 3.10 whose fcntl module lacks the name.
+F_SETPIPE_SZ: int = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
 
 def open_pipes(argv: list[str]) -> tuple[int, int]:
     """Say ready, open IN and OUT (argv: IN OUT [PIPE_SIZE]) and give them the capacity asked."""
@@ -19,7 +22,7 @@ def open_pipes(argv: list[str]) -> tuple[int, int]:
     sink = os.open(argv[1], os.O_WRONLY)
     if len(argv) > 2:
         for fd in (source, sink):
-            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, int(argv[2]))
+            fcntl.fcntl(fd, F_SETPIPE_SZ, int(argv[2]))
     return source, sink
 
 

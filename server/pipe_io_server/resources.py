@@ -42,6 +42,8 @@ def map_large_blocks() -> None:
     """Fix the threshold (once per process; harmless to repeat, a no-op without glibc)."""
     if _mallopt is not None:
         _mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
 _traffic = 0
 
 
