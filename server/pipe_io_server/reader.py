@@ -131,7 +131,8 @@ class Reader:
         descriptors, the old one serves on (a writer that comes is read through it) while
         the reopen is retried; False if stop() came meanwhile.
         """
-        shortage = resources.Shortage(f"cannot reopen {self.fifo.path}", self._stopped)
+        # Short waits: meanwhile end of file, which tells a dead tail, is seen only between tries.
+        shortage = resources.Shortage(f"cannot reopen {self.fifo.path}", self._stopped, 0.05)
         while True:
             try:
                 fresh = self.fifo.open_read()

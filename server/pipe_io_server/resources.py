@@ -72,7 +72,10 @@ class Shortage:
     FIRST_WAIT = 0.01
     LONGEST_WAIT = 0.5
 
-    def __init__(self, what: str, stop: threading.Event) -> None:
+    def __init__(
+        self, what: str, stop: threading.Event, longest_wait: float = LONGEST_WAIT
+    ) -> None:
+        self._longest = longest_wait
         self._what = what
         self._stop = stop
         self._since: float | None = None
@@ -86,7 +89,7 @@ class Shortage:
             self._since = time.monotonic()
             log.warning("%s: %s; retrying until it is back", self._what, error.strerror)
         stopping = self._stop.wait(self._wait)
-        self._wait = min(self._wait * 2, self.LONGEST_WAIT)
+        self._wait = min(self._wait * 2, self._longest)
         return not stopping
 
     def over(self) -> None:
