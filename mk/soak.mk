@@ -15,7 +15,7 @@ soak-ci: $(STAMP)
 
 # ruff already covers soak/ in lint-server; the types are checked here.
 lint-soak: $(STAMP)
-	$(BIN)/mypy --strict soak
+	MYPYPATH=server $(BIN)/mypy --strict soak
 
 LINT_TARGETS += lint-soak
 TEST_TARGETS += soak-ci
