@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         driver.server.ask("flush")
         driver.oracle.check_inbound(work)
         driver.oracle.check_outbound(work)
+        driver.oracle.check_events(work)
     finally:
         driver.close()
     return verdict(driver, args, work, time.monotonic() - driver.began)

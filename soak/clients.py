@@ -35,7 +35,7 @@ Spec = dict[str, Any]
 
 
 class Stale(Exception):
-    """The FIFO this client holds is no longer the one at the path: the server restarted."""
+    """No server holds the FIFO this client has open: it stopped, and no write will come."""
 
 
 class WriterLog:
@@ -84,11 +84,25 @@ def _check_fifo(fd: int, path: str) -> int:
     return info.st_ino
 
 
-def _stale(path: str, ino: int) -> bool:
+def _orphaned(server: int, fifo: os.stat_result) -> bool:
+    """The server process holds no descriptor of this FIFO.
+
+    The path says nothing: a managed out_pipe is renewed for every reader, so the FIFO in
+    session is no longer the one at the path. A server holds the FIFO at the path (to open
+    it when a reader comes) and the one it writes, until it stops.
+    """
     try:
-        return os.stat(path).st_ino != ino
+        names = os.listdir(f"/proc/{server}/fd")
     except FileNotFoundError:
         return True
+    for name in names:
+        try:
+            held = os.stat(f"/proc/{server}/fd/{name}")
+        except OSError:
+            continue
+        if (held.st_dev, held.st_ino) == (fifo.st_dev, fifo.st_ino):
+            return False
+    return True
 
 
 def open_fifo(path: str, flags: int, blocking: bool, deadline: float) -> tuple[int, int] | None:
@@ -277,6 +291,7 @@ class Reader:
         if opened is None:
             return False
         self.fd, self.ino = opened
+        self.fifo = os.fstat(self.fd)
         os.set_blocking(self.fd, False)
         self.buffer.opened(self.ino)
         return True
@@ -287,7 +302,7 @@ class Reader:
         poller.register(self.fd, select.POLLIN)
         while True:
             if not poller.poll(500):
-                if _stale(self.spec["out"], self.ino):
+                if _orphaned(self.spec["server_pid"], self.fifo):
                     raise Stale
                 if time.monotonic() > self.spec["deadline"]:
                     return 0

@@ -63,7 +63,7 @@ class Driver:
         created = time.monotonic()
         answer = self.server.ask("start")
         self.server_path = answer["server"]
-        inst = Instance(answer["inst"], answer["in_ino"], answer["out_ino"], created)
+        inst = Instance(answer["inst"], answer["in_ino"], created)
         self.ctx.inst = inst
         self.oracle.instances[inst.inst] = inst
         self.gates.reader_gate_since = None
@@ -214,14 +214,12 @@ class Driver:
 
     def check_baseline(self, when: str) -> None:
         """The fds and threads of a server with no client: its own, plus at most one write
-        end of out_pipe, which the server may keep across readers."""
+        end of out_pipe, which the server keeps across readers when it shares the FIFO."""
         res, server = self.res, self.server
-        assert self.ctx.inst is not None
-        out_ino = self.ctx.inst.out_ino
         ok = self.wait_for(
             lambda: (
-                server.fd_count() == res.base_fds + server.write_ends(out_ino)
-                and server.write_ends(out_ino) <= 1
+                server.fd_count() == res.base_fds + server.write_ends()
+                and server.write_ends() <= 1
                 and len(server.threads()) == res.base_threads
             ),
             3,
@@ -232,7 +230,7 @@ class Driver:
             self.oracle.violation(
                 "fds or threads not back to baseline",
                 f"{when}: {server.fd_count()} fds (baseline {res.base_fds}, "
-                f"{server.write_ends(out_ino)} write ends of out_pipe), "
+                f"{server.write_ends()} write ends of out_pipe), "
                 f"{len(server.threads())} threads (baseline {res.base_threads}); "
                 f"fds {server.fds()}; threads {server.threads()}",
             )

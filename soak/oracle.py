@@ -64,7 +64,6 @@ class ReaderRecord:
 class Instance:
     inst: int
     in_ino: int
-    out_ino: int
     created: float
     stopped: float | None = None  # when stop() was called
     gone: float | None = None  # when stop() had returned: its FIFOs were unlinked by then
@@ -298,14 +297,20 @@ class Oracle:
 
     def check_outbound(self, run_dir: Path) -> None:
         sent: dict[int, list[tuple[int, int, str]]] = defaultdict(list)
-        handler_errors: Counter[int] = Counter()
+        handler_errors: Counter[int] = Counter()  # what the server counts as such
+        unechoed: Counter[int] = Counter()  # handled, but the echo raised
+        refused: Counter[int] = Counter()  # sends refused because the server had stopped
         echoes: Counter[int] = Counter()
         for line in (run_dir / "sent.log").read_text().splitlines():
             part = line.split()
             inst = int(part[1])
             if part[0] == "E":
+                stopped = part[3] == "ServerStopped"
+                refused[inst] += stopped
                 if not part[2].startswith("f"):
-                    handler_errors[inst] += 1
+                    unechoed[inst] += 1
+                    # docs/PROTOCOL.md: a reply refused at stop() counts as dropped at stop.
+                    handler_errors[inst] += not stopped
                 continue
             seq, ref, size, crc = int(part[2]), part[3], int(part[4]), int(part[5])
             if seq != len(sent[inst]):
@@ -320,29 +325,49 @@ class Oracle:
                     f"{bad}",
                 )
         for inst_no, instance in sorted(self.instances.items()):
-            self._check_instance_outbound(instance, sent.get(inst_no, []))
+            self._check_instance_outbound(instance, sent.get(inst_no, []), refused[inst_no])
             stats = instance.stats
             if stats is None:
                 continue
-            checks = {
-                "received": self.handled_per_instance.get(inst_no, 0),
-                "sent": len(sent.get(inst_no, [])),
-                "handler_errors": handler_errors[inst_no],
-            }
-            for name, expected in checks.items():
-                if stats[name] != expected:
-                    self.violation(
-                        "server stats disagree with what happened",
-                        f"instance {inst_no}: stats.{name} = {stats[name]}, observed {expected}",
-                    )
+            self._check_stats(instance, stats, len(sent.get(inst_no, [])), handler_errors[inst_no])
             missing = self.handled_per_instance.get(inst_no, 0) - echoes[inst_no]
-            if missing != handler_errors[inst_no]:
+            if missing != unechoed[inst_no]:
                 self.violation(
                     "handled message neither echoed nor failed",
-                    f"instance {inst_no}: {missing} not echoed, {handler_errors[inst_no]} errors",
+                    f"instance {inst_no}: {missing} not echoed, {unechoed[inst_no]} echoes raised",
                 )
 
-    def _check_instance_outbound(self, inst: Instance, sent: list[tuple[int, int, str]]) -> None:
+    def _check_stats(
+        self, instance: Instance, stats: dict[str, Any], sent: int, handler_errors: int
+    ) -> None:
+        inst_no = instance.inst
+        handled = self.handled_per_instance.get(inst_no, 0)
+        checks = {
+            # Messages read but cut off by stop() count as received, not handled.
+            "received": handled + stats["unhandled_at_stop"],
+            "sent": sent,
+            "handler_errors": handler_errors,
+        }
+        for name, expected in checks.items():
+            if stats[name] != expected:
+                self.violation(
+                    "server stats disagree with what happened",
+                    f"instance {inst_no}: stats.{name} = {stats[name]}, observed {expected}",
+                )
+        if stats["unhandled_at_stop"] and instance.graceful:
+            self.violation(
+                "messages cut off by a stop with nothing in flight",
+                f"instance {inst_no}: stats.unhandled_at_stop = {stats['unhandled_at_stop']} "
+                f"after every client had gone and in_pipe was drained",
+            )
+        if stats["error"] is not None:
+            self.violation(
+                "the server stopped itself", f"instance {inst_no}: stats.error = {stats['error']}"
+            )
+
+    def _check_instance_outbound(
+        self, inst: Instance, sent: list[tuple[int, int, str]], refused: int
+    ) -> None:
         """Readers, in the order they took turns, must have read 0, 1, 2, ... with no gap,
         no repeat and no swap; each message exactly as send_message accepted it."""
         seen: set[int] = set()
@@ -379,16 +404,28 @@ class Oracle:
         expected = highest + 1
         self.figures["sent"] += len(sent)
         left = len(sent) - expected
-        dropped = (inst.stats or {}).get("dropped_at_stop", 0)
+        # Counted as dropped at stop: sends refused once stopping, and accepted messages
+        # that never reached the pipe (a subset of those no reader took).
+        dropped = (inst.stats or {}).get("dropped_at_stop", 0) - refused
         if left and inst.graceful:
             self.violation(
                 "sent messages never delivered",
                 f"instance {inst.inst}: {left} of {len(sent)} after a full drain",
             )
-        elif left < dropped:
+        elif not 0 <= dropped <= left:
             self.violation(
-                "dropped_at_stop larger than what was not delivered",
-                f"instance {inst.inst}: {dropped} dropped, {left} not delivered",
+                "dropped_at_stop disagrees with what was not delivered",
+                f"instance {inst.inst}: stats.dropped_at_stop {dropped + refused}, of which "
+                f"{refused} sends refused at stop; {left} accepted and not delivered",
             )
         else:
             self.figures["undelivered at a chaos stop"] += left
+
+    # -- the server's own log --------------------------------------------------------------
+
+    def check_events(self, run_dir: Path) -> None:
+        """Warnings the soak's clients must never cause."""
+        for line in (run_dir / "events.log").read_text(errors="replace").splitlines():
+            if "a new reader took over" in line:
+                # Readers take turns without overlapping; a renewed out_pipe cannot be joined.
+                self.violation("server saw a reader take over mid-stream", line)

@@ -43,6 +43,7 @@ class Pool:
             "dir": str(ctx.work),
             "in": ctx.server.in_pipe,
             "out": ctx.server.out_pipe,
+            "server_pid": ctx.server.pid,
             "deadline": now + limit,
             "blocking_open": ctx.rng.random() < 0.3,
             "max_message_size": ctx.args.max_message_size,

@@ -147,7 +147,6 @@ class Recorder:
             "inst": inst,
             "server": str(Path(sys.modules[PipeIOServer.__module__].__file__ or "?").parent),
             "in_ino": os.stat(args.in_pipe).st_ino,
-            "out_ino": os.stat(args.out_pipe).st_ino,
         }
 
     def stop(self) -> dict[str, Any]:

@@ -62,6 +62,7 @@ def summary(driver: Driver, seconds: float, bound: int, live: int) -> dict[str, 
                 "oversized_discarded",
                 "handler_errors",
                 "dropped_at_stop",
+                "unhandled_at_stop",
             )
         },
         "messages": dict(sorted(oracle.figures.items())),

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -125,12 +126,13 @@ class ServerProcess:
                 return int(line.split()[1]) * 1024
         return 0
 
-    def write_ends(self, ino: int) -> int:
-        """How many write ends of the FIFO with this inode the server holds."""
+    def write_ends(self) -> int:
+        """How many write ends of named FIFOs (out_pipe, renewed or not) the server holds."""
         count = 0
         for name in os.listdir(f"/proc/{self.pid}/fd"):
+            fd = f"/proc/{self.pid}/fd/{name}"
             try:
-                if os.stat(f"/proc/{self.pid}/fd/{name}").st_ino != ino:
+                if not stat.S_ISFIFO(os.stat(fd).st_mode) or os.readlink(fd).startswith("pipe:"):
                     continue
                 flags = Path(f"/proc/{self.pid}/fdinfo/{name}").read_text().split("flags:")[1]
             except (OSError, IndexError):
