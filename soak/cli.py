@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from .driver import Driver
+from .faces import FACES
 from .report import verdict
 from .watch import MiB
 
@@ -29,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-message-size", type=int, default=4 * MiB)
     parser.add_argument("--max-backlog", type=int, default=8 * MiB)
     parser.add_argument("--send-timeout", type=float, default=0.5)
+    parser.add_argument(
+        "--face",
+        choices=sorted(FACES),
+        default="threaded",
+        help="how the server under test is run (default threaded: PipeIOServer)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder and its logs")
     parser.add_argument("-v", "--verbose", action="store_true", help="trace the phases on stderr")
     parser.add_argument(

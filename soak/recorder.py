@@ -1,8 +1,9 @@
 """The server under test, run in its own process so the driver can watch its fds, threads and RSS.
 
-It is the reference `PipeIOServer` with a handler that records every message it is handed
-and echoes it, wrapped in a new self-checking frame `o<instance>:<outseq>:...`, so the
-checker can tell what the server sent from what the clients wrote. The driver steers it
+It drives one server face (faces.py; the reference `PipeIOServer` by default) with a handler
+that records every message it is handed and echoes it, wrapped in a new self-checking frame
+`o<instance>:<outseq>:...`, so the checker can tell what the server sent from what the
+clients wrote. The driver steers it
 over a Unix socket, one JSON line per request: start, stop (restart = stop + start on the
 same paths), state, writer (for the end-of-file gate), flood, quit.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import dataclasses
 import faulthandler
 import json
 import logging
@@ -19,16 +19,16 @@ import os
 import random
 import signal
 import socket
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from pipe_io_server import BacklogFull, PipeIOServer
+from pipe_io_server import BacklogFull
 
 from . import wire
 from .clients import die_with_parent
+from .faces import FACES, Face
 
 FLOOD_GIVES_UP = 5  # BacklogFull answers before a flood stops
 
@@ -42,7 +42,7 @@ class Recorder:
         self.handled: TextIO = open(self.dir / "handled.log", "w", buffering=1 << 20)  # noqa: SIM115
         self.sent: TextIO = open(self.dir / "sent.log", "w", buffering=1 << 20)  # noqa: SIM115
         self.events: TextIO = open(self.dir / "events.log", "w", buffering=1 << 16)  # noqa: SIM115
-        self.server: PipeIOServer | None = None
+        self.server: Face | None = None
         self.inst = 0
         self.position = 0  # handled messages and end-of-file events share one order
         self.outseq = 0
@@ -57,7 +57,7 @@ class Recorder:
 
     # -- the server side ------------------------------------------------------------------
 
-    def handle(self, server: PipeIOServer, inst: int, message: bytes) -> None:
+    def handle(self, server: Face, inst: int, message: bytes) -> None:
         parsed = wire.parse(message)
         with self.lock:
             position = self.position
@@ -74,11 +74,11 @@ class Recorder:
                 ref = "bad"
         self.send(server, inst, message, ref)
 
-    def send(self, server: PipeIOServer, inst: int, body: bytes, ref: str) -> None:
+    def send(self, server: Face, inst: int, body: bytes, ref: str) -> None:
         with self.send_lock:
             message, crc = wire.frame(f"o{inst}", self.outseq, body)
             try:
-                server.send_message(message)
+                server.send(message)
             except Exception as error:
                 with self.lock:
                     self.sent.write(f"E {inst} {ref} {type(error).__name__}\n")
@@ -104,7 +104,7 @@ class Recorder:
                     f"{time.monotonic():.6f} {self.inst} {record.levelname} {record.getMessage()}\n"
                 )
 
-    def flood(self, server: PipeIOServer, inst: int, number: int, count: int, size: int) -> None:
+    def flood(self, server: Face, inst: int, number: int, count: int, size: int) -> None:
         rng = random.Random(f"{self.args.seed}:flood:{number}")
         refused = 0
         for k in range(count):
@@ -133,19 +133,19 @@ class Recorder:
             self.inst += 1
             self.connections = self.departures = 0  # a stopped server logs no departure
         inst = self.inst
-        server = PipeIOServer(
+        server = FACES[args.face](
             args.in_pipe,
             args.out_pipe,
             max_message_size=args.max_message_size,
             max_backlog=args.max_backlog,
             send_timeout=args.send_timeout,
+            handler=lambda message: self.handle(server, inst, message),
         )
-        server.handle_message = lambda message: self.handle(server, inst, message)  # type: ignore[method-assign]
         server.start()
         self.server = server
         return {
             "inst": inst,
-            "server": str(Path(sys.modules[PipeIOServer.__module__].__file__ or "?").parent),
+            "server": server.code,
             "in_ino": os.stat(args.in_pipe).st_ino,
         }
 
@@ -159,7 +159,7 @@ class Recorder:
         for thread in self.floods:
             thread.join(5)
         self.floods = [t for t in self.floods if t.is_alive()]
-        stats = dataclasses.asdict(server.stats)
+        stats = server.stats()
         self.stats[self.inst] = stats
         self.flush()
         return {"stopped": True, "inst": self.inst, "seconds": seconds, "stats": stats}
@@ -175,7 +175,7 @@ class Recorder:
             return {
                 "inst": self.inst,
                 "running": self.server is not None,
-                "stats": dataclasses.asdict(self.server.stats) if self.server else None,
+                "stats": self.server.stats() if self.server else None,
                 "eofs": self.eofs,
                 "connections": self.connections,
                 "departures": self.departures,
@@ -280,6 +280,7 @@ def main() -> None:
     parser.add_argument("--max-message-size", type=int, required=True)
     parser.add_argument("--max-backlog", type=int, required=True)
     parser.add_argument("--send-timeout", type=float, required=True)
+    parser.add_argument("--face", choices=sorted(FACES), default="threaded")
     args = parser.parse_args()
     die_with_parent()
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks on demand, for evidence

@@ -40,6 +40,7 @@ def summary(driver: Driver, seconds: float, bound: int, live: int) -> dict[str, 
         "duration_s": round(seconds, 1),
         "server_code": driver.server_path,
         "seed": driver.args.seed,
+        "face": driver.args.face,
         "limits": {
             "max_message_size": driver.args.max_message_size,
             "max_backlog": driver.args.max_backlog,

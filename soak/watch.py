@@ -68,6 +68,8 @@ class ServerProcess:
                 str(args.max_backlog),
                 "--send-timeout",
                 str(args.send_timeout),
+                "--face",
+                args.face,
             ],
             preexec_fn=functools.partial(os.setpgid, 0, pgid),  # noqa: PLW1509 (one thread)
             stderr=(work / "recorder.err").open("ab"),
