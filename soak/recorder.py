@@ -11,7 +11,6 @@ same paths), state, writer (for the end-of-file gate), flood, quit.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import faulthandler
 import json
 import logging
@@ -29,6 +28,7 @@ from pipe_io_server import BacklogFull
 from . import wire
 from .clients import die_with_parent
 from .faces import FACES, Face
+from .heap import live_heap
 
 FLOOD_GIVES_UP = 5  # BacklogFull answers before a flood stops
 
@@ -236,38 +236,6 @@ class _Hook(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.recorder.on_log(record)
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        )
-    ]
-
-
-def live_heap() -> int:
-    """Bytes the process has allocated and not freed (glibc's mallinfo2), or -1.
-
-    Unlike RSS, this does not count what the allocator keeps after a peak.
-    """
-    try:
-        mallinfo2 = ctypes.CDLL(None).mallinfo2
-    except (OSError, AttributeError):
-        return -1
-    mallinfo2.restype = _MallInfo2
-    info = mallinfo2()
-    return int(info.uordblks + info.hblkhd)
 
 
 def main() -> None:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipe_io_server.framing import MESSAGE_OVERHEAD
+
 MiB = 1024 * 1024
 
 
@@ -156,16 +158,30 @@ class ServerProcess:
                 res.max_live = max(res.max_live, self.ask("memory")["live"])
 
 
+# What CPython needs to queue one message besides its payload: the bytes object's header,
+# the one-item list send_message queues it in, a deque slot. Measured: 136 bytes for a
+# 2-byte message, 88 for the empty message (a shared object), 7 for a large one.
+HELD_BYTES = 136
+
+
+def backlog_bound(max_backlog: int) -> int:
+    """The memory a full backlog takes at worst. Every message is charged its payload plus
+    MESSAGE_OVERHEAD, so it holds at most max_backlog / (s + 64) messages of s bytes, which
+    take (s + HELD_BYTES) each: at most max_backlog x HELD_BYTES / 64, for empty messages."""
+    return max_backlog * max(HELD_BYTES, MESSAGE_OVERHEAD) // MESSAGE_OVERHEAD
+
+
 def live_bound(args: argparse.Namespace, base: int) -> int:
     """What the server may hold at worst: the bound its limits promise, plus small change.
 
     Inbound: the decoder's parts and their join (2 x max_message_size), the message the
-    handler frames for its echo (1 x). Outbound: the backlog (max_backlog), the large
+    handler frames for its echo (1 x). Outbound: the backlog (backlog_bound), the large
     message being written into the pipe and the pipe's worth not yet read (1 x + 1 MiB).
     One more message for the instants a message exists twice (a join or a copy under
-    way); the rest covers pipe-sized read buffers and the recorder's own log buffers.
+    way); the rest covers the messages of one 64 KiB read, pipe-sized read buffers and the
+    recorder's own log buffers.
     """
-    return int(base + 5 * args.max_message_size + args.max_backlog + 8 * MiB)
+    return int(base + 5 * args.max_message_size + backlog_bound(args.max_backlog) + 8 * MiB)
 
 
 def rss_bound(args: argparse.Namespace, base: int, base_live: int) -> int:
