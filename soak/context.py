@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .oracle import Instance, Oracle
+from .oracle import Oracle
+from .records import Instance
 from .watch import ServerProcess
 
 GATE_TIMEOUT = 10.0

@@ -23,8 +23,9 @@ from . import clients
 from .context import GATE_TIMEOUT, Context
 from .gates import Gates
 from .mix import Mix
-from .oracle import Instance, Oracle
+from .oracle import Oracle
 from .pool import Pool
+from .records import Instance
 from .watch import Resources, ServerProcess
 
 STOP_PROMISE = 1.0  # docs/PROTOCOL.md guarantee 9

@@ -12,7 +12,7 @@ from typing import Any
 from . import clients
 from .context import Child, Context
 from .gates import Gates
-from .oracle import ReaderRecord, read_reader_buffer, read_writer_log
+from .records import ReaderRecord, read_reader_buffer, read_writer_log
 from .watch import MiB
 
 
