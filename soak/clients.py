@@ -195,6 +195,29 @@ def small_writer(spec: Spec) -> None:
     writer.close()
 
 
+def anonymous_writer(spec: Spec) -> None:
+    """Alongside other writers: a flood of empty or 1-2 byte messages, PIPE_BUF bytes per
+    write(), so that each batch arrives whole or not at all, never split by another writer."""
+    writer = Writer(spec)
+    if not writer.open():
+        return
+    kind, total = spec["anonymous"], spec["count"]
+    first = 0
+    while first < total:
+        data, count = wire.anonymous_batch(kind, first, total - first, wire.PIPE_BUF)
+        writer.log.note(f"F {first} {count} {kind}")
+        try:
+            written = os.write(writer.fd, data)
+        except BrokenPipeError:
+            writer.log.note("X epipe")
+            return
+        if written != len(data):
+            raise RuntimeError(f"a write of {len(data)} bytes took {written}: not atomic")
+        writer.log.note(f"G {first} {time.monotonic():.6f}")
+        first += count
+    writer.close()
+
+
 def big_writer(spec: Spec) -> None:
     """Alone on in_pipe: large messages in one or many writes, some over max_message_size."""
     writer = Writer(spec)
@@ -393,6 +416,7 @@ def session(spec: Spec) -> None:
 
 BEHAVIOURS: dict[str, Callable[[Spec], None]] = {
     "small_writer": small_writer,
+    "anonymous_writer": anonymous_writer,
     "big_writer": big_writer,
     "endless_line": endless_line,
     "in_loop": in_loop,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from . import wire
 from .context import Context
 from .gates import Gates
 from .pool import Pool
 from .watch import MiB
+
+_ANONYMOUS = {"empty": "empty messages", "tiny": "1-2 byte messages"}
 
 
 class Mix:
@@ -23,7 +26,8 @@ class Mix:
         self.maybe_flood(now)
 
     def schedule_writers(self, now: float) -> None:
-        rng, gates, pool = self.ctx.rng, self.gates, self.pool
+        ctx, gates, pool = self.ctx, self.gates, self.pool
+        rng = ctx.rng
         if gates.writer_mode == "gate":
             if gates.writer_gate():
                 gates.writer_mode = "shared"
@@ -55,6 +59,14 @@ class Mix:
             gates.writer_mode = "drain"
         elif roll < 0.16:
             pool.spawn("in_loop", {"loop"}, 5, None, seconds=rng.uniform(0.2, 1.5))
+        elif roll < 0.19 and not pool.alive("anonymous"):
+            # One at a time: the checker knows their messages by their order.
+            kind = rng.choice(wire.ANONYMOUS_KINDS)
+            count = rng.choice((2_000, 30_000, 150_000))
+            pool.spawn(
+                "anonymous_writer", {"writer", "anonymous"}, 40, None, anonymous=kind, count=count
+            )
+            ctx.faults[f"flood of {_ANONYMOUS[kind]} (inbound)"] += 1
         elif len(pool.alive("writer")) < 4:
             kill = rng.uniform(0, 1.0) if rng.random() < 0.2 else None
             pool.spawn("small_writer", {"writer"}, 30, kill, count=rng.choice((5, 50, 300)))
@@ -99,10 +111,17 @@ class Mix:
         ctx = self.ctx
         if now < self.next_flood:
             return
-        self.next_flood = now + ctx.rng.uniform(5, 15)
+        rng = ctx.rng
+        self.next_flood = now + rng.uniform(5, 15)
         self.flood_number += 1
-        size = ctx.rng.choice((100, 3000, 60_000, 400_000))
-        count = min(ctx.rng.randint(50, 3000), (48 * MiB) // size)
-        ctx.server.ask("start_flood", number=self.flood_number, count=count, size=size)
+        if rng.random() < 0.4:
+            kind = rng.choice(wire.ANONYMOUS_KINDS)
+            count = rng.randint(20_000, 300_000)
+            ctx.server.ask("start_flood", number=self.flood_number, count=count, size=0, kind=kind)
+            ctx.faults[f"flood of {_ANONYMOUS[kind]} (outbound)"] += 1
+        else:
+            size = rng.choice((100, 3000, 60_000, 400_000))
+            count = min(rng.randint(50, 3000), (48 * MiB) // size)
+            ctx.server.ask("start_flood", number=self.flood_number, count=count, size=size)
+            ctx.faults["flood"] += 1
         ctx.ops["flood (a producer faster than its reader)"] += 1
-        ctx.faults["flood"] += 1

@@ -18,6 +18,11 @@ from .records import Instance, ReaderRecord, Sent, WriterRecord
 _DISCARD = re.compile(r"discarded (a message|an unterminated tail) of (\d+) bytes")
 
 
+def _own(ref: str) -> bool:
+    """A message the recorder sent on its own (a flood's, a mark), not an echo."""
+    return ref.startswith(("f", "mark"))
+
+
 class Oracle:
     def __init__(self, max_message_size: int) -> None:
         self.max_message_size = max_message_size
@@ -46,10 +51,14 @@ class Oracle:
 
     def check_inbound(self, run_dir: Path) -> None:
         handled: dict[int, list[tuple[int, int, int, int, int]]] = defaultdict(list)
+        anonymous: dict[int, list[bytes]] = defaultdict(list)  # per instance, in handling order
         per_instance: Counter[int] = Counter()
         for line in (run_dir / "handled.log").read_text().splitlines():
             part = line.split(" ", 3)
             per_instance[int(part[1])] += 1
+            if part[0] == "A":
+                anonymous[int(part[1])].append(b"" if part[3] == "-" else bytes.fromhex(part[3]))
+                continue
             if part[0] == "B":
                 self.violation(
                     "fragment or glued message handled",
@@ -66,6 +75,70 @@ class Oracle:
             self._check_writer_handled(wid, entries)
         for wid, writer in sorted(self.writers.items()):
             self._check_writer_delivered(writer, {e[2] for e in handled.get(wid, [])}, discards)
+        for inst_no in sorted(set(self.instances) | set(anonymous)):
+            self._check_anonymous_handled(inst_no, anonymous.get(inst_no, []))
+
+    def _check_anonymous_handled(self, inst_no: int, got: list[bytes]) -> None:
+        """Anonymous writers run one after another, so the anonymous messages an instance
+        handled must be theirs in order, batch by batch, exactly once: all of them, or up to
+        a chaos stop. A batch never logged as written may be missing, whole."""
+        inst = self.instances.get(inst_no)
+        writers = [
+            w
+            for _, w in sorted(self.writers.items())
+            if w.batches and inst is not None and self.instance_of(w.ino, w.opened) is inst
+        ]
+        at = 0
+        cut = False  # handling ended here at a stop: the rest was still in in_pipe
+        for writer in writers:
+            for batch in writer.batches:
+                expected = batch.messages()
+                piece = got[at : at + len(expected)]
+                where = (
+                    f"instance {inst_no}, w{writer.wid} ({batch.kind} flood) messages "
+                    f"{batch.first}..{batch.first + batch.count - 1}"
+                )
+                if not cut and piece == expected:
+                    at += len(piece)
+                    continue
+                ends_here = at + len(piece) == len(got) and piece == expected[: len(piece)]
+                if ends_here and (batch.done is None or self._cut_at_stop(inst, batch.done)):
+                    at, cut = len(got), True
+                    continue
+                if batch.done is None:
+                    continue  # not written
+                if cut or ends_here:
+                    self.violation(
+                        "message written whole never handled",
+                        f"{where}: {len(expected) - len(piece)} of them, written at "
+                        f"{batch.done:.3f} (no stop excuses it)",
+                    )
+                else:
+                    first = next(i for i in range(len(piece)) if piece[i] != expected[i])
+                    self.violation(
+                        "anonymous messages handled out of place",
+                        f"{where}: message {batch.first + first} should be "
+                        f"{expected[first]!r}, the server handled "
+                        f"{got[at + first] if at + first < len(got) else 'nothing'!r} there",
+                    )
+                return
+        self.figures["anonymous messages checked (inbound)"] += at
+        if at < len(got):
+            self.violation(
+                "anonymous message handled that no writer sent",
+                f"instance {inst_no}: {len(got) - at} more than the anonymous writers wrote, "
+                f"first {got[at]!r}",
+            )
+
+    def _cut_at_stop(self, inst: Instance | None, done: float) -> bool:
+        """Written after the last quiet point drained in_pipe, and the server was then
+        stopped under load: it may have been unread (or read and not handled) at the stop."""
+        return (
+            inst is not None
+            and not inst.graceful
+            and inst.stopped is not None
+            and (done > inst.drained)
+        )
 
     def _discards(self, run_dir: Path) -> dict[tuple[int, str], Counter[int]]:
         found: dict[tuple[int, str], Counter[int]] = defaultdict(Counter)
@@ -193,7 +266,7 @@ class Oracle:
     # -- outbound: every reader took a contiguous run, redelivery leaves no gap or repeat -------
 
     def check_outbound(self, run_dir: Path) -> None:
-        sent: dict[int, list[tuple[int, int, str]]] = defaultdict(list)
+        sent: dict[int, list[tuple[int, int, str, bool]]] = defaultdict(list)
         handler_errors: Counter[int] = Counter()  # what the server counts as such
         unechoed: Counter[int] = Counter()  # handled, but the echo raised
         refused: Counter[int] = Counter()  # sends refused because the server had stopped
@@ -204,7 +277,7 @@ class Oracle:
             if part[0] == "E":
                 stopped = part[3] == "ServerStopped"
                 refused[inst] += stopped
-                if not part[2].startswith("f"):
+                if not _own(part[2]):
                     unechoed[inst] += 1
                     # docs/PROTOCOL.md: a reply refused at stop() counts as dropped at stop.
                     handler_errors[inst] += not stopped
@@ -212,8 +285,8 @@ class Oracle:
             seq, ref, size, crc = int(part[2]), part[3], int(part[4]), int(part[5])
             if seq != len(sent[inst]):
                 self.violation("recorder out of order", line)
-            sent[inst].append((size, crc, ref))
-            echoes[inst] += not ref.startswith("f")
+            sent[inst].append((size, crc, ref, part[6:] == ["a"]))
+            echoes[inst] += not _own(ref)
         for reader in self.readers:
             for bad in reader.bad:
                 self.violation(
@@ -221,8 +294,9 @@ class Oracle:
                     f"reader r{reader.rid} ({reader.kind}{', killed' if reader.killed else ''}): "
                     f"{bad}",
                 )
+        owners = [self._reader_instance(reader) for reader in self.readers]
         for inst_no, instance in sorted(self.instances.items()):
-            self._check_instance_outbound(instance, sent.get(inst_no, []), refused[inst_no])
+            self._check_instance_outbound(instance, sent.get(inst_no, []), refused[inst_no], owners)
             stats = instance.stats
             if stats is None:
                 continue
@@ -262,35 +336,73 @@ class Oracle:
                 "the server stopped itself", f"instance {inst_no}: stats.error = {stats['error']}"
             )
 
+    def _reader_instance(self, reader: ReaderRecord) -> int:
+        """The instance a reader was served by: the one its framed messages name, or the one
+        running when it opened (a reader that took only anonymous messages)."""
+        named = sorted({t[0] for t in reader.taken if t[0] >= 0})
+        if len(named) > 1:
+            self.violation(
+                "a reader got messages of two server instances",
+                f"reader r{reader.rid} ({reader.kind}): instances {named}",
+            )
+        if named:
+            return named[0]
+        for inst in self.instances.values():
+            if inst.created <= reader.opened and (inst.gone is None or reader.opened <= inst.gone):
+                return inst.inst
+        return -1
+
+    def _not_sent(self, where: str, name: str, anonymous: bool, size: int, crc: int) -> None:
+        if anonymous:
+            self.violation(
+                "anonymous message read out of place",
+                f"{where}: {size} bytes (CRC {crc:08x}) where {name} was due",
+            )
+        else:
+            self.violation("read a message the server did not send", f"{where}: {name}")
+
     def _check_instance_outbound(
-        self, inst: Instance, sent: list[tuple[int, int, str]], refused: int
+        self,
+        inst: Instance,
+        sent: list[tuple[int, int, str, bool]],
+        refused: int,
+        owners: list[int],
     ) -> None:
         """Readers, in the order they took turns, must have read 0, 1, 2, ... with no gap,
-        no repeat and no swap; each message exactly as send_message accepted it."""
+        no repeat and no swap; each message exactly as send_message accepted it. A framed
+        message names its place; an anonymous one takes the place after the last message
+        read, which must be an anonymous message with the same bytes."""
         seen: set[int] = set()
         highest = -1
-        for reader in self.readers:
+        for reader, owner in zip(self.readers, owners):
             where = f"reader r{reader.rid} ({reader.kind}{', killed' if reader.killed else ''})"
+            place = highest + 1
             for got_inst, seq, size, crc in reader.taken:
-                if got_inst != inst.inst:
+                anonymous = got_inst < 0
+                if (owner if anonymous else got_inst) != inst.inst:
                     continue
-                self.figures["outbound checked"] += 1
-                name = f"o{inst.inst}:{seq} ({sent[seq][2] if seq < len(sent) else '?'})"
-                if seq >= len(sent) or sent[seq][:2] != (size, crc):
-                    self.violation("read a message the server did not send", f"{where}: {name}")
-                elif seq in seen:
+                if not anonymous:
+                    place = seq
+                due = sent[place] if place < len(sent) else None
+                name = f"o{inst.inst}:{place} ({due[2] if due else '?'})"
+                if due is None or due[:2] != (size, crc) or due[3] != anonymous:
+                    self._not_sent(where, name, anonymous, size, crc)
+                elif place in seen:
                     self.violation(
                         "message delivered twice",
                         f"{where}: {name} again, after o{inst.inst}:{highest}",
                     )
-                elif seq < highest:
+                elif place < highest:
                     self.violation(
                         "messages delivered out of order",
                         f"{where}: {name} after o{inst.inst}:{highest} "
                         f"({sent[highest][2]}), though send_message accepted it first",
                     )
-                seen.add(seq)
-                highest = max(highest, seq)
+                kind = "anonymous messages checked (outbound)" if anonymous else "outbound checked"
+                self.figures[kind] += 1
+                seen.add(place)
+                highest = max(highest, place)
+                place += 1
         lost = [n for n in range(highest + 1) if n not in seen]
         if lost:
             self.violation(

@@ -5,7 +5,7 @@ that records every message it is handed and echoes it, wrapped in a new self-che
 `o<instance>:<outseq>:...`, so the checker can tell what the server sent from what the
 clients wrote. The driver steers it
 over a Unix socket, one JSON line per request: start, stop (restart = stop + start on the
-same paths), state, writer (for the end-of-file gate), flood, quit.
+same paths), state, writer (for the end-of-file gate), flood, mark, quit.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import signal
 import socket
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -69,14 +70,25 @@ class Recorder:
                     f"H {inst} {position} {writer} {parsed.seq} {parsed.size} {parsed.crc}\n"
                 )
                 ref = f"{writer}.{parsed.seq}"
+            elif parsed is None and len(message) <= wire.ANONYMOUS_MAX:
+                self.handled.write(f"A {inst} {position} {message.hex() or '-'}\n")
+                ref = "anon"
             else:
                 self.handled.write(f"B {inst} {position} {json.dumps(wire.evidence(message))}\n")
                 ref = "bad"
         self.send(server, inst, message, ref)
 
-    def send(self, server: Face, inst: int, body: bytes, ref: str) -> None:
+    def send(self, server: Face, inst: int, body: bytes, ref: str, framed: bool = True) -> int:
+        """Send body in a frame (or, for an anonymous message, as it is) and log it.
+
+        sent.log: `S instance outseq ref size crc [a]`, size and CRC of the body (a: sent
+        as it is); `E instance ref error` for a send that raised. Returns the outseq.
+        """
         with self.send_lock:
-            message, crc = wire.frame(f"o{inst}", self.outseq, body)
+            if framed:
+                message, crc = wire.frame(f"o{inst}", self.outseq, body)
+            else:
+                message, crc = body, zlib.crc32(body)
             try:
                 server.send(message)
             except Exception as error:
@@ -84,8 +96,10 @@ class Recorder:
                     self.sent.write(f"E {inst} {ref} {type(error).__name__}\n")
                 raise
             with self.lock:
-                self.sent.write(f"S {inst} {self.outseq} {ref} {len(body)} {crc}\n")
+                anonymous = "" if framed else " a"
+                self.sent.write(f"S {inst} {self.outseq} {ref} {len(body)} {crc}{anonymous}\n")
             self.outseq += 1
+            return self.outseq - 1
 
     def on_log(self, record: logging.LogRecord) -> None:
         text = str(record.msg)
@@ -104,13 +118,20 @@ class Recorder:
                     f"{time.monotonic():.6f} {self.inst} {record.levelname} {record.getMessage()}\n"
                 )
 
-    def flood(self, server: Face, inst: int, number: int, count: int, size: int) -> None:
+    def flood(
+        self, server: Face, inst: int, number: int, count: int, *, size: int, kind: str | None
+    ) -> None:
+        """Send count messages as fast as the server takes them: framed ones of `size` bytes,
+        or anonymous ones of `kind` (empty, tiny)."""
         rng = random.Random(f"{self.args.seed}:flood:{number}")
         refused = 0
         for k in range(count):
-            data = b"f%d:%d:" % (number, k) + wire.body(rng, size)
+            if kind is None:
+                data = b"f%d:%d:" % (number, k) + wire.body(rng, size)
+            else:
+                data = wire.anonymous(kind, k)
             try:
-                self.send(server, inst, data, f"f{number}.{k}")
+                self.send(server, inst, data, f"f{number}.{k}", framed=kind is None)
             except BacklogFull:
                 with self.lock:
                     self.flood_full += 1
@@ -201,13 +222,22 @@ class Recorder:
                 "position": self.position,
             }
 
-    def start_flood(self, number: int, count: int, size: int) -> dict[str, Any]:
+    def mark(self) -> dict[str, Any]:
+        """A framed message after everything sent: a reader that has it has all before it."""
+        if self.server is None:
+            return {"seq": -1}
+        return {"seq": self.send(self.server, self.inst, b"mark", "mark")}
+
+    def start_flood(
+        self, number: int, count: int, size: int, kind: str | None = None
+    ) -> dict[str, Any]:
         server = self.server
         if server is None:
             return {"started": False}
         thread = threading.Thread(
             target=self.flood,
-            args=(server, self.inst, number, count, size),
+            args=(server, self.inst, number, count),
+            kwargs={"size": size, "kind": kind},
             name="soak flood",
             daemon=True,
         )

@@ -7,6 +7,7 @@ holds every byte it took out of the pipe (see clients.py).
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,19 @@ class Sent:
 
 
 @dataclass
+class Batch:
+    """Anonymous messages first .. first+count-1 of a flood, in one atomic write."""
+
+    first: int
+    count: int
+    kind: str
+    done: float | None = None
+
+    def messages(self) -> list[bytes]:
+        return [wire.anonymous(self.kind, k) for k in range(self.first, self.first + self.count)]
+
+
+@dataclass
 class WriterRecord:
     wid: int
     kind: str
@@ -36,6 +50,7 @@ class WriterRecord:
     line: int | None = None  # length of its endless line
     line_ended: bool = False  # the endless line got its newline
     ended: str = ""  # C (closed), epipe, noopen, or "" when killed
+    batches: list[Batch] = field(default_factory=list)  # of an anonymous writer
 
     @property
     def last_done(self) -> int:
@@ -49,7 +64,9 @@ class ReaderRecord:
     killed: bool
     ino: int
     opened: float
-    taken: list[tuple[int, int, int, int]]  # (instance, outseq, size, crc), in reading order
+    # (instance, outseq, size, crc), in reading order; (-1, -1, size, crc) for an anonymous
+    # message, whose instance and outseq follow from its place among the others
+    taken: list[tuple[int, int, int, int]]
     fragment: bool  # it left with part of a message read
     bad: list[str]
     bytes: int
@@ -83,6 +100,10 @@ def read_writer_log(path: Path, wid: int, kind: str, killed: bool) -> WriterReco
             )
         elif part[0] == "D":
             record.messages[int(part[1])].done = float(part[2])
+        elif part[0] == "F":
+            record.batches.append(Batch(int(part[1]), int(part[2]), part[3]))
+        elif part[0] == "G":
+            record.batches[-1].done = float(part[2])
         elif part[0] == "T":
             record.tail = int(part[2])
         elif part[0] == "L":
@@ -105,9 +126,11 @@ def read_reader_buffer(path: Path, rid: int, kind: str, killed: bool) -> ReaderR
     bad: list[str] = []
     for line in lines[:-1]:
         parsed = wire.parse(line)
-        if parsed is None or not parsed.tag[1:].isdigit() or parsed.tag[0] != "o":
+        if parsed is not None and parsed.tag[1:].isdigit() and parsed.tag[0] == "o":
+            taken.append((int(parsed.tag[1:]), parsed.seq, parsed.size, parsed.crc))
+        elif len(line) <= wire.ANONYMOUS_MAX:
+            taken.append((-1, -1, len(line), zlib.crc32(line)))
+        else:
             bad.append(wire.evidence(line))
-            continue
-        taken.append((int(parsed.tag[1:]), parsed.seq, parsed.size, parsed.crc))
     fragment = bool(lines[-1].strip(b"\0"))
     return ReaderRecord(rid, kind, killed, ino, opened, taken, fragment, bad, committed)
