@@ -319,16 +319,19 @@ class Reader:
         self.buffer.opened(self.ino)
         return True
 
-    def read(self, size: int) -> int:
-        """Bytes read; 0 at end of file or when the buffer is full. Raises Stale."""
+    def read(self, size: int, until: float | None = None) -> int:
+        """Bytes read; 0 at end of file, when the buffer is full, or when nothing came
+        until `until` (or the client's deadline). Raises Stale."""
         poller = select.poll()
         poller.register(self.fd, select.POLLIN)
+        end = self.spec["deadline"] if until is None else min(until, self.spec["deadline"])
         while True:
-            if not poller.poll(500):
+            wait = min(500, max(0, int((end - time.monotonic()) * 1000)))
+            if not poller.poll(wait):
+                if time.monotonic() > end:
+                    return 0
                 if _orphaned(self.spec["server_pid"], self.fifo):
                     raise Stale
-                if time.monotonic() > self.spec["deadline"]:
-                    return 0
                 continue
             try:
                 return self.buffer.read(self.fd, size)
@@ -347,17 +350,36 @@ def reader(spec: Spec) -> None:
     client = Reader(spec)
     if not client.open():
         return
-    until = time.monotonic() + spec["seconds"]
+    _read_some(client, spec["seconds"], spec["want"], spec["pause"])
+    client.close()
+
+
+def turns(spec: Spec) -> None:
+    """Readers one after another, as a client that reconnects at once: each session reads a
+    random amount (most often stopping in the middle of a message) and closes, and the next
+    one opens 0-5 ms later, before the server may have seen the previous one leave."""
+    rng = random.Random(f"{spec['seed']}:turns:{spec['rid']}")
+    for turn in range(spec["turns"]):
+        client = Reader({**spec, "rid": f"{spec['rid']}.{turn}"})
+        if not client.open():
+            return
+        want = rng.choice((1, 100, 5_000, 70_000, 1 << 20))
+        _read_some(client, rng.uniform(0.005, 0.3), want, 0)
+        client.close()
+        time.sleep(rng.uniform(0, 0.005))
+
+
+def _read_some(client: Reader, seconds: float, want: int, pause: float) -> None:
+    until = time.monotonic() + seconds
     taken = 0
     with contextlib.suppress(Stale):
-        while time.monotonic() < until and taken < spec["want"]:
-            count = client.read(min(client.chunk(), spec["want"] - taken))
+        while time.monotonic() < until and taken < want:
+            count = client.read(min(client.chunk(), want - taken), until)
             if not count:
                 break
             taken += count
-            if spec["pause"]:
-                time.sleep(client.rng.uniform(0, spec["pause"]))
-    client.close()
+            if pause:
+                time.sleep(client.rng.uniform(0, pause))
 
 
 def drain(spec: Spec) -> None:
@@ -422,6 +444,7 @@ BEHAVIOURS: dict[str, Callable[[Spec], None]] = {
     "in_loop": in_loop,
     "out_loop": out_loop,
     "reader": reader,
+    "turns": turns,
     "drain": drain,
     "session": session,
 }

@@ -89,6 +89,9 @@ class Mix:
             return
         if rng.random() < 0.25:
             kill = rng.uniform(0, 2.0)
+        if roll < 0.18:
+            self.take_turns(kill)
+            return
         if roll < 0.35 and self.gates.writer_mode == "shared" and len(pool.alive("writer")) < 4:
             pool.spawn("session", {"writer", "reader"}, 30, kill, count=rng.choice((3, 30, 200)))
         elif roll < 0.50:
@@ -106,6 +109,15 @@ class Mix:
             pool.spawn(
                 "reader", {"reader"}, seconds + 10, kill, seconds=seconds, want=1 << 40, pause=0
             )
+
+    def take_turns(self, kill: float | None) -> None:
+        """Readers taking turns 0-5 ms apart while several writers send."""
+        ctx, pool = self.ctx, self.pool
+        rng = ctx.rng
+        while self.gates.writer_mode == "shared" and len(pool.alive("writer")) < 3:
+            pool.spawn("small_writer", {"writer"}, 30, None, count=300)
+        turns = rng.randint(5, 40)
+        pool.spawn("turns", {"reader"}, 0.8 * turns + 10, kill, turns=turns)
 
     def maybe_flood(self, now: float) -> None:
         ctx = self.ctx
