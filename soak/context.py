@@ -47,6 +47,7 @@ class Context:
     notes: Counter[str] = field(default_factory=Counter)
     restarts: int = 0
     inst: Instance | None = None  # the server instance in service
+    short_of_fds: bool = False  # the server's RLIMIT_NOFILE is down to what it has open
 
     def trace(self, text: str) -> None:
         if self.args.verbose:

@@ -26,6 +26,7 @@ from .mix import Mix
 from .oracle import Oracle
 from .pool import Pool
 from .records import Instance
+from .shortage import RENEWAL_ROLE, FdShortage
 from .watch import Resources, ServerProcess
 
 STOP_PROMISE = 1.0  # docs/PROTOCOL.md guarantee 9
@@ -54,6 +55,7 @@ class Driver:
         self.next_restart = began + rng.uniform(8, 20)
         self.mix = Mix(ctx, self.pool, self.gates, began + rng.uniform(3, 10))
         self.next_quiet = began + rng.uniform(12, 20)
+        self.shortage = FdShortage(ctx, began + rng.uniform(3, 10))
         self.last_sample = 0.0
         self.last_state: dict[str, Any] = {}
         self.server_path = "?"
@@ -78,11 +80,27 @@ class Driver:
         inst.gone = time.monotonic()
         inst.stop_seconds = answer["seconds"]
         inst.stats = answer["stats"]
+        how = "graceful" if graceful else "under load"
+        if self.ctx.short_of_fds:
+            how += ", out of descriptors"
         if answer["seconds"] > STOP_PROMISE:
             self.oracle.violation(
                 "stop() took longer than a second",
-                f"instance {inst.inst}: {answer['seconds']:.3f} s "
-                f"({'graceful' if graceful else 'under load'})",
+                f"instance {inst.inst}: {answer['seconds']:.3f} s ({how})",
+            )
+        if answer["threads"]:
+            self.oracle.violation(
+                "server thread alive after stop() returned",
+                f"instance {inst.inst} ({how}): {answer['threads']}",
+            )
+        fifos = []
+        for path in self.work.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISFIFO(path.lstat().st_mode):
+                    fifos.append(path.name)
+        if fifos:
+            self.oracle.violation(
+                "FIFO left after stop()", f"instance {inst.inst} ({how}): {sorted(fifos)}"
             )
 
     def restart(self, graceful: bool) -> None:
@@ -91,6 +109,9 @@ class Driver:
         self.ctx.ops["restart (stop, then start on the same paths)"] += 1
         if not graceful:
             self.ctx.faults["server restart under load"] += 1
+        if self.shortage.active:
+            self.ctx.faults["stop() during an fd shortage"] += 1
+            self.shortage.end()  # a new server needs descriptors to start
         self.pump_for(self.ctx.rng.uniform(0, 0.3))
         self.start_server()
 
@@ -138,6 +159,8 @@ class Driver:
             self.pump()
             if now >= end:
                 break
+            if self.steer_shortage(now):
+                continue
             if now >= self.next_quiet:
                 self.quiet(graceful_restart=rng.random() < 0.4)
                 self.next_quiet = time.monotonic() + rng.uniform(12, 25)
@@ -147,7 +170,33 @@ class Driver:
                 self.next_restart = time.monotonic() + rng.uniform(10, 25)
             self.mix.schedule(now)
             time.sleep(0.003)
+        if self.shortage.active:
+            self.shortage.end()
         self.quiet(graceful_restart=False, final=True)
+
+    def steer_shortage(self, now: float) -> bool:
+        """Begin and end fd shortages; True while one lasts and it holds the loop's other
+        timers (a quiet point, a plain restart) back."""
+        shortage = self.shortage
+        if not shortage.active:
+            if now >= shortage.next_at and not self.pool.alive(RENEWAL_ROLE):
+                shortage.begin(now)
+                if self.gates.reader_gate():
+                    # A reader that leaves at once: the next session needs a new descriptor.
+                    want = self.ctx.rng.randint(1, 5000)
+                    self.pool.spawn(
+                        "reader", {"reader"}, 10, None, seconds=0.05, want=want, pause=0
+                    )
+            return False
+        assert shortage.until is not None
+        if shortage.stop_at is not None and now >= shortage.stop_at:
+            self.restart(graceful=False)
+        elif now >= shortage.until:
+            shortage.end()
+            return False
+        self.mix.schedule(now)
+        time.sleep(0.003)
+        return True
 
     # -- quiet points -----------------------------------------------------------------------
 
@@ -169,6 +218,9 @@ class Driver:
         ctx = self.ctx
         ctx.trace("quiet point: settling")
         self.settle()
+        proving = self.shortage.unproven
+        if proving:
+            self.prove_inbound()
         settled = time.monotonic()  # every client has ended: nothing is written after this
         ctx.trace("settled")
         # In_pipe is drained once received stops moving (the handler may wait send_timeout).
@@ -187,9 +239,9 @@ class Driver:
         taken = max(
             (t[1] for r in self.oracle.readers for t in r.taken if t[0] == inst.inst), default=-1
         )
-        if state["outseq"] - 1 > taken:
+        if state["outseq"] - 1 > taken or proving:
             # The last message may be anonymous: a framed one after it tells the drain when
-            # it has everything.
+            # it has everything. After an fd shortage, that reader shows out_pipe serves.
             mark = self.server.ask("mark")["seq"]
             drain = self.pool.spawn("drain", {"reader"}, 30, None, inst=inst.inst, target=mark)
             self.wait_for(lambda: drain.pid not in self.pool.children, 40)
@@ -202,6 +254,7 @@ class Driver:
                     f"instance {inst.inst}: a reader did not get o{inst.inst}:{mark} (a mark "
                     f"sent after everything else) within 30 s ({state})",
                 )
+        self.shortage.unproven = False
         self.check_baseline("at a quiet point, every client gone")
         self.last_state = self.server.ask("state")
         if final:
@@ -212,6 +265,22 @@ class Driver:
             ctx.ops["restart (stop, then start on the same paths)"] += 1
             self.start_server()
             self.check_baseline("after a restart")
+
+    def prove_inbound(self) -> None:
+        """After an fd shortage, a new writer's messages must be handled."""
+        writer = self.pool.spawn("small_writer", {"writer"}, 20, None, count=5)
+        self.ctx.ops["writer and reader after an fd shortage"] += 1
+        self.wait_for(lambda: writer.pid not in self.pool.children, 25)
+        record = self.oracle.writers.get(writer.cid)
+        last = record.last_done if record else -1
+        if last < 0 or not self.wait_for(
+            lambda: self.server.ask("writer", writer=writer.cid)["seq"] >= last, 10
+        ):
+            self.oracle.violation(
+                "server did not serve again after an fd shortage",
+                f"w{writer.cid} wrote {last + 1} messages; after 10 s the server had handled "
+                f"up to #{self.server.ask('writer', writer=writer.cid)['seq']}",
+            )
 
     def check_baseline(self, when: str) -> None:
         """The fds and threads of a server with no client: its own, plus at most one write

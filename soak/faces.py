@@ -7,8 +7,8 @@ rely on, whatever runs underneath:
 - `send()` works from the handler and from any other thread (the recorder's flood), waits
   at most send_timeout for backlog room, then raises BacklogFull; once the instance is
   stopping it raises a RuntimeError (ServerStopped) naming the type in sent.log;
-- `stop()` returns within a second from any state; `stats()` gives the fields of
-  pipe_io_server.Stats;
+- `stop()` returns within a second from any state, and no thread whose name starts with
+  "pipe_io_server" is left then; `stats()` gives the fields of pipe_io_server.Stats;
 - the server logs to the `pipe_io_server` logger with the reference wording ("reader
   connected", "reader left", "all writers left", "discarded ..."), which the gates read.
 

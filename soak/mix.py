@@ -6,6 +6,7 @@ from . import wire
 from .context import Context
 from .gates import Gates
 from .pool import Pool
+from .shortage import RENEWAL_ROLE
 from .watch import MiB
 
 _ANONYMOUS = {"empty": "empty messages", "tiny": "1-2 byte messages"}
@@ -85,12 +86,16 @@ class Mix:
             ctx.faults["pause (no reader)"] += 1
             return
         if roll < 0.12:
-            pool.spawn("out_loop", {"reader"}, 5, None, seconds=rng.uniform(0.2, 1.5))
+            if not ctx.short_of_fds:
+                pool.spawn(
+                    "out_loop", {"reader", RENEWAL_ROLE}, 5, None, seconds=rng.uniform(0.2, 1.5)
+                )
             return
         if rng.random() < 0.25:
             kill = rng.uniform(0, 2.0)
         if roll < 0.18:
-            self.take_turns(kill)
+            if not ctx.short_of_fds:
+                self.take_turns(kill)
             return
         if roll < 0.35 and self.gates.writer_mode == "shared" and len(pool.alive("writer")) < 4:
             pool.spawn("session", {"writer", "reader"}, 30, kill, count=rng.choice((3, 30, 200)))
@@ -117,7 +122,7 @@ class Mix:
         while self.gates.writer_mode == "shared" and len(pool.alive("writer")) < 3:
             pool.spawn("small_writer", {"writer"}, 30, None, count=300)
         turns = rng.randint(5, 40)
-        pool.spawn("turns", {"reader"}, 0.8 * turns + 10, kill, turns=turns)
+        pool.spawn("turns", {"reader", RENEWAL_ROLE}, 0.8 * turns + 10, kill, turns=turns)
 
     def maybe_flood(self, now: float) -> None:
         ctx = self.ctx

@@ -15,6 +15,9 @@ from typing import Any
 
 from .records import Instance, ReaderRecord, Sent, WriterRecord
 
+# resources.Shortage: "WHAT: STRERROR; retrying until it is back", "WHAT: back after N s"
+_SHORT = re.compile(r"(.*): ([^:;]*); retrying until it is back$")
+_BACK = re.compile(r"(.*): back after [\d.]+ s$")
 _DISCARD = re.compile(r"discarded (a message|an unterminated tail) of (\d+) bytes")
 
 
@@ -433,8 +436,24 @@ class Oracle:
     # -- the server's own log --------------------------------------------------------------
 
     def check_events(self, run_dir: Path) -> None:
-        """Warnings the soak's clients must never cause."""
+        """Warnings the soak's clients must never cause, and shortages logged once each."""
+        short: dict[tuple[str, str], str] = {}  # (instance, what) -> the line that began it
         for line in (run_dir / "events.log").read_text(errors="replace").splitlines():
-            if "a new reader took over" in line:
+            _, inst, _, message = line.split(" ", 3)
+            if "a new reader took over" in message:
                 # Readers take turns without overlapping; a renewed out_pipe cannot be joined.
                 self.violation("server saw a reader take over mid-stream", line)
+            elif "is still busy after stop()" in message:
+                self.violation("server thread still busy after stop()", line)
+            elif match := _SHORT.match(message):
+                key = (inst, match.group(1))
+                if key in short:
+                    self.violation(
+                        "a shortage logged more than once", f"{short[key]}\nthen: {line}"
+                    )
+                short[key] = line
+                self.figures["fd shortages the server logged"] += 1
+            elif match := _BACK.match(message):
+                if short.pop((inst, match.group(1)), None) is None:
+                    self.violation("a shortage ended that never began", line)
+                self.figures["fd shortages the server logged as over"] += 1

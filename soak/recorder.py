@@ -177,13 +177,21 @@ class Recorder:
         began = time.monotonic()
         server.stop()
         seconds = time.monotonic() - began
+        # What a face runs in threads of its own must be gone once stop() has returned.
+        threads = [t.name for t in threading.enumerate() if t.name.startswith("pipe_io_server")]
         for thread in self.floods:
             thread.join(5)
         self.floods = [t for t in self.floods if t.is_alive()]
         stats = server.stats()
         self.stats[self.inst] = stats
         self.flush()
-        return {"stopped": True, "inst": self.inst, "seconds": seconds, "stats": stats}
+        return {
+            "stopped": True,
+            "inst": self.inst,
+            "seconds": seconds,
+            "stats": stats,
+            "threads": threads,
+        }
 
     def flush(self) -> None:
         with self.lock:
