@@ -27,7 +27,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from . import wire
+from . import stall, wire
 
 PR_SET_PDEATHSIG = 1
 HEADER = 32  # reader buffer: committed offset, requested size, FIFO inode, open time
@@ -445,6 +445,7 @@ BEHAVIOURS: dict[str, Callable[[Spec], None]] = {
     "out_loop": out_loop,
     "reader": reader,
     "turns": turns,
+    "stall": stall.episode,
     "drain": drain,
     "session": session,
 }

@@ -19,12 +19,14 @@ class Mix:
         self.gates = gates
         self.next_writer = self.next_reader = ctx.began
         self.next_flood = next_flood
+        self.next_stall = ctx.began + ctx.rng.uniform(4, 12)
         self.flood_number = 0
 
     def schedule(self, now: float) -> None:
         self.schedule_writers(now)
         self.schedule_reader(now)
         self.maybe_flood(now)
+        self.maybe_stall(now)
 
     def schedule_writers(self, now: float) -> None:
         ctx, gates, pool = self.ctx, self.gates, self.pool
@@ -123,6 +125,16 @@ class Mix:
             pool.spawn("small_writer", {"writer"}, 30, None, count=300)
         turns = rng.randint(5, 40)
         pool.spawn("turns", {"reader", RENEWAL_ROLE}, 0.8 * turns + 10, kill, turns=turns)
+
+    def maybe_stall(self, now: float) -> None:
+        """Now and then, a `serve --exec` of its own whose CMD stops reading (stall.py)."""
+        ctx = self.ctx
+        if now < self.next_stall or self.pool.alive("stall"):
+            return
+        self.next_stall = now + ctx.rng.uniform(20, 40)
+        echoes = ctx.rng.randint(1, 300)
+        send_timeout = ctx.rng.choice((0.05, 0.2, 0.5))
+        self.pool.spawn("stall", {"stall"}, 90, None, echoes=echoes, send_timeout=send_timeout)
 
     def maybe_flood(self, now: float) -> None:
         ctx = self.ctx

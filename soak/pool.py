@@ -6,12 +6,13 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
 from typing import Any
 
-from . import clients
+from . import clients, stall
 from .context import Child, Context
 from .gates import Gates
 from .records import ReaderRecord, read_reader_buffer, read_writer_log
@@ -26,6 +27,7 @@ class Pool:
         self.children: dict[int, Child] = {}
         self.next_id = 0
         self.loop_rates: list[float] = []
+        self.stall_exit_seconds: list[float] = []  # serve --exec, from SIGTERM to its end
 
     def spawn(
         self,
@@ -122,12 +124,34 @@ class Pool:
             self.loop_rates.append(figures["opens"] / figures["seconds"])
             ctx.ops[f"{child.kind} opens"] += figures["opens"]
             result.unlink()
+        if child.kind == "stall":
+            self.stall_finished(child)
         if {"writer", "exclusive"} & child.roles:
             self.writer_finished(child)
         if "reader" in child.roles:
             self.reader_finished(child)
         if "exclusive" in child.roles:
             self.gates.exclusive_ended(child)
+
+    def stall_finished(self, child: Child) -> None:
+        ctx = self.ctx
+        folder = ctx.work / f"stall{child.cid}"
+        try:
+            seen = json.loads((folder / "seen.json").read_text())
+        except FileNotFoundError:
+            return  # killed before it could say (a violation already if it overran)
+        found = stall.check(seen)
+        for kind, detail in found:
+            ctx.oracle.violation(kind, f"episode in {folder}: {detail}")
+        if not found:
+            shutil.rmtree(folder, ignore_errors=True)
+        ctx.faults["CMD stops reading (serve --exec)"] += 1
+        figures = ctx.oracle.figures
+        figures["serve --exec: echoes of CMD checked"] += seen.get("echoes_due", 0)
+        figures["serve --exec: 'reads again' though CMD never read"] += seen.get(
+            "read_again_reports", 0
+        )
+        self.stall_exit_seconds.append(seen.get("exit_seconds") or 0.0)
 
     def writer_finished(self, child: Child) -> None:
         ctx = self.ctx

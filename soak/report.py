@@ -72,6 +72,7 @@ def summary(driver: Driver, seconds: float, bound: int, live: int) -> dict[str, 
             "refused_backlog_full": driver.last_state.get("flood_full", 0),
         },
         "open_close_rate_per_s_max": round(max(driver.pool.loop_rates, default=0)),
+        "serve_exec_sigterm_seconds_max": round(max(driver.pool.stall_exit_seconds, default=0), 3),
         "notes": dict(ctx.notes),
         "resources": {
             "fds": f"baseline {res.base_fds}, max {res.max_fds}",
