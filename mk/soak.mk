@@ -13,11 +13,15 @@ soak-ci: $(STAMP)
 	@mkdir -p $(BUILD)
 	$(PY) -m soak --duration 30 --seed $(SOAK_CI_SEED) --json $(BUILD)/soak-ci.json
 
+# The checks themselves, on records made by hand: each passes a faithful run and catches a fault.
+test-soak: $(STAMP)
+	$(PY) -m pytest -q soak/tests
+
 # ruff already covers soak/ in lint-server; the types are checked here.
 lint-soak: $(STAMP)
 	MYPYPATH=server $(BIN)/mypy --strict soak
 
 LINT_TARGETS += lint-soak
-TEST_TARGETS += soak-ci
+TEST_TARGETS += test-soak soak-ci
 
-.PHONY: soak soak-ci lint-soak
+.PHONY: soak soak-ci test-soak lint-soak

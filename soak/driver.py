@@ -30,6 +30,7 @@ from .shortage import RENEWAL_ROLE, FdShortage
 from .watch import Resources, ServerProcess
 
 STOP_PROMISE = 1.0  # docs/PROTOCOL.md guarantee 9
+DRAIN_LIMIT = 120.0  # for in_pipe to empty at a quiet point
 
 
 class Driver:
@@ -223,14 +224,7 @@ class Driver:
             self.prove_inbound()
         settled = time.monotonic()  # every client has ended: nothing is written after this
         ctx.trace("settled")
-        # In_pipe is drained once received stops moving (the handler may wait send_timeout).
-        last = -1
-        while True:
-            position = self.server.ask("state")["position"]
-            if position == last:
-                break
-            last = position
-            self.pump_for(2 * self.args.send_timeout + 0.3)
+        self.drain_in_pipe()
         state = self.server.ask("state")
         ctx.trace(f"in_pipe drained: {state}")
         inst = ctx.inst
@@ -265,6 +259,33 @@ class Driver:
             ctx.ops["restart (stop, then start on the same paths)"] += 1
             self.start_server()
             self.check_baseline("after a restart")
+
+    def drain_in_pipe(self) -> None:
+        """Wait until the handler stops moving (it may wait send_timeout per message).
+
+        Its echoes need backlog room: while it moves, readers take what waits in out_pipe,
+        or a flood of small messages would take one send_timeout each.
+        """
+        last = self.server.ask("state")["position"]
+        deadline = time.monotonic() + DRAIN_LIMIT
+        while True:
+            self.pump_for(2 * self.args.send_timeout + 0.3)
+            state = self.server.ask("state")
+            if state["position"] == last:
+                break
+            if time.monotonic() > deadline:
+                self.server.dump_stacks()
+                self.oracle.violation(
+                    "in_pipe not drained at a quiet point",
+                    f"the handler still moved after {DRAIN_LIMIT} s with every client gone "
+                    f"and readers taking what it sent: {state}",
+                )
+                break
+            last = state["position"]
+            if self.gates.reader_gate():
+                self.pool.spawn("reader", {"reader"}, 12, None, seconds=2, want=1 << 40, pause=0)
+        self.wait_for(lambda: not self.pool.children, 20)
+        self.wait_for(self.gates.reader_gate, GATE_TIMEOUT + 1)
 
     def prove_inbound(self) -> None:
         """After an fd shortage, a new writer's messages must be handled."""

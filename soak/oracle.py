@@ -34,6 +34,7 @@ class Oracle:
         self.instances: dict[int, Instance] = {}
         self.violations: list[dict[str, Any]] = []
         self.figures: Counter[str] = Counter()
+        self.handled_per_instance: Counter[int] = Counter()  # known once check_inbound ran
 
     def violation(self, kind: str, detail: str) -> None:
         self.violations.append({"kind": kind, "detail": detail})
