@@ -1,12 +1,14 @@
 # The chaos soak (soak/): random clients, faults and restarts against the reference server,
-# every message checked. `make soak DURATION=600 SEED=7` replays seed 7's choices for 10 min.
+# every message checked. `make soak DURATION=600 SEED=7` replays seed 7's choices for 10 min;
+# FACE= picks how the server under test runs (soak/faces.py; default threaded).
 
 DURATION ?= 120
 SEED ?=
+FACE ?=
 SOAK_CI_SEED := 20240601
 
 soak: $(STAMP)
-	$(PY) -m soak --duration $(DURATION) $(if $(SEED),--seed $(SEED))
+	$(PY) -m soak --duration $(DURATION) $(if $(SEED),--seed $(SEED)) $(if $(FACE),--face $(FACE))
 
 # The summary goes to a file; the screen keeps the one-line verdict.
 soak-ci: $(STAMP)
