@@ -219,12 +219,12 @@ class Driver:
         ctx = self.ctx
         ctx.trace("quiet point: settling")
         self.settle()
-        proving = self.shortage.unproven
-        if proving:
-            self.prove_inbound()
-        settled = time.monotonic()  # every client has ended: nothing is written after this
         ctx.trace("settled")
         self.drain_in_pipe()
+        proving = self.shortage.unproven
+        if proving:
+            self.prove_inbound()  # on an empty in_pipe: its messages come next
+        settled = time.monotonic()  # every client has ended: nothing is written after this
         state = self.server.ask("state")
         ctx.trace(f"in_pipe drained: {state}")
         inst = ctx.inst
@@ -288,7 +288,8 @@ class Driver:
         self.wait_for(self.gates.reader_gate, GATE_TIMEOUT + 1)
 
     def prove_inbound(self) -> None:
-        """After an fd shortage, a new writer's messages must be handled."""
+        """After an fd shortage, a new writer's messages must be handled (each may wait
+        send_timeout for backlog room: the drain that follows reads the echoes)."""
         writer = self.pool.spawn("small_writer", {"writer"}, 20, None, count=5)
         self.ctx.ops["writer and reader after an fd shortage"] += 1
         self.wait_for(lambda: writer.pid not in self.pool.children, 25)

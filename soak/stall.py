@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import wire
 
@@ -158,8 +158,8 @@ def _leftovers(folder: Path) -> Seen:
         with contextlib.suppress(ChildProcessError):
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
-        left = [pid for pid in pids if _exists(pid)]
-        if pids and _group_exists(pids[0]):
+        left = [pid for pid in pids if _exists(os.kill, pid)]
+        if pids and _exists(os.killpg, pids[0]):
             left.append(-pids[0])
         if not left or time.monotonic() > deadline:
             break
@@ -172,17 +172,10 @@ def _leftovers(folder: Path) -> Seen:
     return {"cmd_pids": pids, "fifos_left": fifos, "processes_left": left}
 
 
-def _exists(pid: int) -> bool:
+def _exists(kill: Callable[[int, int], None], target: int) -> bool:
+    """Whether a process (os.kill) or a process group (os.killpg) is there."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _group_exists(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
+        kill(target, 0)
     except ProcessLookupError:
         return False
     return True
