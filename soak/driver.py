@@ -182,12 +182,16 @@ class Driver:
         if not shortage.active:
             if now >= shortage.next_at and not self.pool.alive(RENEWAL_ROLE):
                 shortage.begin(now)
+                assert shortage.until is not None
+                # Clients that make the server need descriptors: a reader that leaves at
+                # once (the next session needs a write end), and writers that come and go
+                # (each time the last one leaves, in_pipe is reopened).
                 if self.gates.reader_gate():
-                    # A reader that leaves at once: the next session needs a new descriptor.
                     want = self.ctx.rng.randint(1, 5000)
                     self.pool.spawn(
                         "reader", {"reader"}, 10, None, seconds=0.05, want=want, pause=0
                     )
+                self.pool.spawn("in_loop", {"loop"}, 5, None, seconds=shortage.until - now)
             return False
         assert shortage.until is not None
         if shortage.stop_at is not None and now >= shortage.stop_at:

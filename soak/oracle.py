@@ -327,7 +327,8 @@ class Oracle:
             if stats[name] != expected:
                 self.violation(
                     "server stats disagree with what happened",
-                    f"instance {inst_no}: stats.{name} = {stats[name]}, observed {expected}",
+                    f"instance {inst_no}: stats.{name} = {stats[name]}, observed {expected} "
+                    f"({'graceful' if instance.graceful else 'stopped under load'}; {stats})",
                 )
         if stats["unhandled_at_stop"] and instance.graceful:
             self.violation(
