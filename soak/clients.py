@@ -383,11 +383,11 @@ def _read_some(client: Reader, seconds: float, want: int, pause: float) -> None:
 
 
 def drain(spec: Spec) -> None:
-    """Read until the message with outseq `target` of instance `inst` has been read whole."""
+    """Read until the message that ends with `needle` has been read whole."""
     client = Reader(spec)
     if not client.open():
         return
-    needle = b"o%d:%d:" % (spec["inst"], spec["target"])
+    needle = spec["needle"].encode()
     found = -1
     with contextlib.suppress(Stale):
         while found < 0:

@@ -58,6 +58,7 @@ class Driver:
         self.next_quiet = began + rng.uniform(12, 20)
         self.shortage = FdShortage(ctx, began + rng.uniform(3, 10))
         self.last_sample = 0.0
+        self.marks = 0
         self.last_state: dict[str, Any] = {}
         self.server_path = "?"
 
@@ -240,8 +241,11 @@ class Driver:
         if state["outseq"] - 1 > taken or proving:
             # The last message may be anonymous: a framed one after it tells the drain when
             # it has everything. After an fd shortage, that reader shows out_pipe serves.
-            mark = self.server.ask("mark")["seq"]
-            drain = self.pool.spawn("drain", {"reader"}, 30, None, inst=inst.inst, target=mark)
+            # The reader comes first: a full backlog has room for the mark once it reads.
+            self.marks += 1
+            needle = f":mark-{self.marks}\n"
+            drain = self.pool.spawn("drain", {"reader"}, 30, None, needle=needle)
+            mark = self.server.ask("mark", number=self.marks)["seq"]
             self.wait_for(lambda: drain.pid not in self.pool.children, 40)
             self.wait_for(self.gates.reader_gate, GATE_TIMEOUT + 1)
             ctx.trace(f"drain reader c{drain.cid} done")

@@ -11,6 +11,7 @@ same paths), state, writer (for the end-of-file gate), flood, mark, quit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import json
 import logging
@@ -32,6 +33,7 @@ from .faces import FACES, Face
 from .heap import live_heap
 
 FLOOD_GIVES_UP = 5  # BacklogFull answers before a flood stops
+MARK_WAIT = 20.0  # for backlog room for a mark
 
 
 class Recorder:
@@ -230,11 +232,18 @@ class Recorder:
                 "position": self.position,
             }
 
-    def mark(self) -> dict[str, Any]:
-        """A framed message after everything sent: a reader that has it has all before it."""
-        if self.server is None:
-            return {"seq": -1}
-        return {"seq": self.send(self.server, self.inst, b"mark", "mark")}
+    def mark(self, number: int) -> dict[str, Any]:
+        """A framed message after everything sent: a reader that has it has all before it.
+
+        The backlog may be full: a reader the driver started first makes room. -1 if none
+        came in MARK_WAIT seconds.
+        """
+        server = self.server
+        deadline = time.monotonic() + MARK_WAIT
+        while server is not None and time.monotonic() < deadline:
+            with contextlib.suppress(BacklogFull):
+                return {"seq": self.send(server, self.inst, b"mark-%d" % number, "mark")}
+        return {"seq": -1}
 
     def start_flood(
         self, number: int, count: int, size: int, kind: str | None = None
