@@ -181,7 +181,8 @@ class Driver:
         timers (a quiet point, a plain restart) back."""
         shortage = self.shortage
         if not shortage.active:
-            if now >= shortage.next_at and not self.pool.alive(RENEWAL_ROLE):
+            lone_writer = self.gates.writer_mode != "shared"
+            if now >= shortage.next_at and not lone_writer and not self.pool.alive(RENEWAL_ROLE):
                 shortage.begin(now)
                 assert shortage.until is not None
                 # Clients that make the server need descriptors: a reader that leaves at

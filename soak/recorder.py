@@ -34,6 +34,8 @@ from .heap import live_heap
 
 FLOOD_GIVES_UP = 5  # BacklogFull answers before a flood stops
 MARK_WAIT = 20.0  # for backlog room for a mark
+_RETRYING = "retrying until it is back"  # resources.Shortage's wording
+_BACK = "back after %.1f s"
 
 
 class Recorder:
@@ -50,6 +52,7 @@ class Recorder:
         self.position = 0  # handled messages and end-of-file events share one order
         self.outseq = 0
         self.eofs = 0
+        self.in_pipe_short = False  # the server is waiting out a shortage to reopen in_pipe
         self.connections = self.departures = 0  # out_pipe readers the server saw come and go
         self.counts: dict[str, int] = {}
         self.last: dict[int, tuple[int, int, int]] = {}  # writer -> (instance, seq, eofs then)
@@ -113,6 +116,12 @@ class Recorder:
                 self.connections += 1
             elif text.startswith("reader left"):
                 self.departures += 1
+            elif text.endswith((_RETRYING, _BACK)) and record.getMessage().startswith(
+                "cannot reopen"
+            ):
+                # While in_pipe cannot be reopened, the server reads it only between retries
+                # and logs "all writers left" only once the reopen succeeds.
+                self.in_pipe_short = text.endswith(_RETRYING)
             key = " ".join(text.split()[:3])
             self.counts[key] = self.counts.get(key, 0) + 1
             if record.levelno >= logging.INFO:
@@ -155,6 +164,7 @@ class Recorder:
         with self.lock:
             self.inst += 1
             self.connections = self.departures = 0  # a stopped server logs no departure
+            self.in_pipe_short = False
         inst = self.inst
         server = FACES[args.face](
             args.in_pipe,
@@ -216,6 +226,7 @@ class Recorder:
                 "flood_full": self.flood_full,
                 "flood_sent": self.flood_sent,
                 "counts": dict(self.counts),
+                "in_pipe_short": self.in_pipe_short,
             }
 
     def memory(self) -> dict[str, Any]:
