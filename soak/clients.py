@@ -27,7 +27,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from . import wire
+from . import stall, wire
 
 PR_SET_PDEATHSIG = 1
 HEADER = 32  # reader buffer: committed offset, requested size, FIFO inode, open time
@@ -35,7 +35,7 @@ Spec = dict[str, Any]
 
 
 class Stale(Exception):
-    """The FIFO this client holds is no longer the one at the path: the server restarted."""
+    """No server holds the FIFO this client has open: it stopped, and no write will come."""
 
 
 class WriterLog:
@@ -84,11 +84,25 @@ def _check_fifo(fd: int, path: str) -> int:
     return info.st_ino
 
 
-def _stale(path: str, ino: int) -> bool:
+def _orphaned(server: int, fifo: os.stat_result) -> bool:
+    """The server process holds no descriptor of this FIFO.
+
+    The path says nothing: a managed out_pipe is renewed for every reader, so the FIFO in
+    session is no longer the one at the path. A server holds the FIFO at the path (to open
+    it when a reader comes) and the one it writes, until it stops.
+    """
     try:
-        return os.stat(path).st_ino != ino
+        names = os.listdir(f"/proc/{server}/fd")
     except FileNotFoundError:
         return True
+    for name in names:
+        try:
+            held = os.stat(f"/proc/{server}/fd/{name}")
+        except OSError:
+            continue
+        if (held.st_dev, held.st_ino) == (fifo.st_dev, fifo.st_ino):
+            return False
+    return True
 
 
 def open_fifo(path: str, flags: int, blocking: bool, deadline: float) -> tuple[int, int] | None:
@@ -178,6 +192,29 @@ def small_writer(spec: Spec) -> None:
             return
         if rng.random() < 0.05:
             time.sleep(rng.uniform(0, 0.3))  # a pause mid-session
+    writer.close()
+
+
+def anonymous_writer(spec: Spec) -> None:
+    """Alongside other writers: a flood of empty or 1-2 byte messages, PIPE_BUF bytes per
+    write(), so that each batch arrives whole or not at all, never split by another writer."""
+    writer = Writer(spec)
+    if not writer.open():
+        return
+    kind, total = spec["anonymous"], spec["count"]
+    first = 0
+    while first < total:
+        data, count = wire.anonymous_batch(kind, first, total - first, wire.PIPE_BUF)
+        writer.log.note(f"F {first} {count} {kind}")
+        try:
+            written = os.write(writer.fd, data)
+        except BrokenPipeError:
+            writer.log.note("X epipe")
+            return
+        if written != len(data):
+            raise RuntimeError(f"a write of {len(data)} bytes took {written}: not atomic")
+        writer.log.note(f"G {first} {time.monotonic():.6f}")
+        first += count
     writer.close()
 
 
@@ -277,20 +314,24 @@ class Reader:
         if opened is None:
             return False
         self.fd, self.ino = opened
+        self.fifo = os.fstat(self.fd)
         os.set_blocking(self.fd, False)
         self.buffer.opened(self.ino)
         return True
 
-    def read(self, size: int) -> int:
-        """Bytes read; 0 at end of file or when the buffer is full. Raises Stale."""
+    def read(self, size: int, until: float | None = None) -> int:
+        """Bytes read; 0 at end of file, when the buffer is full, or when nothing came
+        until `until` (or the client's deadline). Raises Stale."""
         poller = select.poll()
         poller.register(self.fd, select.POLLIN)
+        end = self.spec["deadline"] if until is None else min(until, self.spec["deadline"])
         while True:
-            if not poller.poll(500):
-                if _stale(self.spec["out"], self.ino):
-                    raise Stale
-                if time.monotonic() > self.spec["deadline"]:
+            wait = min(500, max(0, int((end - time.monotonic()) * 1000)))
+            if not poller.poll(wait):
+                if time.monotonic() > end:
                     return 0
+                if _orphaned(self.spec["server_pid"], self.fifo):
+                    raise Stale
                 continue
             try:
                 return self.buffer.read(self.fd, size)
@@ -309,25 +350,44 @@ def reader(spec: Spec) -> None:
     client = Reader(spec)
     if not client.open():
         return
-    until = time.monotonic() + spec["seconds"]
-    taken = 0
-    with contextlib.suppress(Stale):
-        while time.monotonic() < until and taken < spec["want"]:
-            count = client.read(min(client.chunk(), spec["want"] - taken))
-            if not count:
-                break
-            taken += count
-            if spec["pause"]:
-                time.sleep(client.rng.uniform(0, spec["pause"]))
+    _read_some(client, spec["seconds"], spec["want"], spec["pause"])
     client.close()
 
 
+def turns(spec: Spec) -> None:
+    """Readers one after another, as a client that reconnects at once: each session reads a
+    random amount (most often stopping in the middle of a message) and closes, and the next
+    one opens 0-5 ms later, before the server may have seen the previous one leave."""
+    rng = random.Random(f"{spec['seed']}:turns:{spec['rid']}")
+    for turn in range(spec["turns"]):
+        client = Reader({**spec, "rid": f"{spec['rid']}.{turn}"})
+        if not client.open():
+            return
+        want = rng.choice((1, 100, 5_000, 70_000, 1 << 20))
+        _read_some(client, rng.uniform(0.005, 0.3), want, 0)
+        client.close()
+        time.sleep(rng.uniform(0, 0.005))
+
+
+def _read_some(client: Reader, seconds: float, want: int, pause: float) -> None:
+    until = time.monotonic() + seconds
+    taken = 0
+    with contextlib.suppress(Stale):
+        while time.monotonic() < until and taken < want:
+            count = client.read(min(client.chunk(), want - taken), until)
+            if not count:
+                break
+            taken += count
+            if pause:
+                time.sleep(client.rng.uniform(0, pause))
+
+
 def drain(spec: Spec) -> None:
-    """Read until the message with outseq `target` of instance `inst` has been read whole."""
+    """Read until the message that ends with `needle` has been read whole."""
     client = Reader(spec)
     if not client.open():
         return
-    needle = b"o%d:%d:" % (spec["inst"], spec["target"])
+    needle = spec["needle"].encode()
     found = -1
     with contextlib.suppress(Stale):
         while found < 0:
@@ -378,11 +438,14 @@ def session(spec: Spec) -> None:
 
 BEHAVIOURS: dict[str, Callable[[Spec], None]] = {
     "small_writer": small_writer,
+    "anonymous_writer": anonymous_writer,
     "big_writer": big_writer,
     "endless_line": endless_line,
     "in_loop": in_loop,
     "out_loop": out_loop,
     "reader": reader,
+    "turns": turns,
+    "stall": stall.episode,
     "drain": drain,
     "session": session,
 }

@@ -9,117 +9,21 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import wire
-from .clients import HEADER
+from .records import Instance, ReaderRecord, Sent, WriterRecord
 
-
-@dataclass
-class Sent:
-    seq: int
-    size: int
-    crc: int
-    total: int
-    intent: float
-    done: float | None = None
-
-
-@dataclass
-class WriterRecord:
-    wid: int
-    kind: str
-    killed: bool
-    ino: int | None = None
-    opened: float | None = None
-    messages: dict[int, Sent] = field(default_factory=dict)
-    tail: int | None = None  # bytes of a message it closed in the middle of, on purpose
-    line: int | None = None  # length of its endless line
-    line_ended: bool = False  # the endless line got its newline
-    ended: str = ""  # C (closed), epipe, noopen, or "" when killed
-
-    @property
-    def last_done(self) -> int:
-        return max((m.seq for m in self.messages.values() if m.done is not None), default=-1)
-
-
-@dataclass
-class ReaderRecord:
-    rid: int
-    kind: str
-    killed: bool
-    ino: int
-    opened: float
-    taken: list[tuple[int, int, int, int]]  # (instance, outseq, size, crc), in reading order
-    fragment: bool  # it left with part of a message read
-    bad: list[str]
-    bytes: int
-
-
-@dataclass
-class Instance:
-    inst: int
-    in_ino: int
-    out_ino: int
-    created: float
-    stopped: float | None = None  # when stop() was called
-    gone: float | None = None  # when stop() had returned: its FIFOs were unlinked by then
-    drained: float = 0.0  # last quiet point: every message written before was handled
-    stop_seconds: float | None = None
-    stats: dict[str, int] | None = None
-    graceful: bool = False  # stopped after everything was drained: no loss excused
-
-
-def read_writer_log(path: Path, wid: int, kind: str, killed: bool) -> WriterRecord:
-    record = WriterRecord(wid, kind, killed)
-    if not path.exists():
-        return record
-    for line in path.read_text().splitlines():
-        part = line.split()
-        if part[0] == "O":
-            record.ino, record.opened = int(part[1]), float(part[2])
-        elif part[0] == "I":
-            seq = int(part[1])
-            record.messages[seq] = Sent(
-                seq, int(part[2]), int(part[3]), int(part[4]), float(part[5])
-            )
-        elif part[0] == "D":
-            record.messages[int(part[1])].done = float(part[2])
-        elif part[0] == "T":
-            record.tail = int(part[2])
-        elif part[0] == "L":
-            record.line = int(part[1])
-        elif part[0] == "N":
-            record.line_ended = True
-        elif part[0] == "C":
-            record.ended = "C"
-        elif part[0] == "X":
-            record.ended = part[1]
-    return record
-
-
-def read_reader_buffer(path: Path, rid: int, kind: str, killed: bool) -> ReaderRecord:
-    with path.open("rb") as f:
-        committed, requested, ino, opened = struct.unpack("<QQQd", f.read(HEADER))
-        data = f.read(committed + requested)
-    lines = data.split(wire.NEWLINE)
-    taken: list[tuple[int, int, int, int]] = []
-    bad: list[str] = []
-    for line in lines[:-1]:
-        parsed = wire.parse(line)
-        if parsed is None or not parsed.tag[1:].isdigit() or parsed.tag[0] != "o":
-            bad.append(wire.evidence(line))
-            continue
-        taken.append((int(parsed.tag[1:]), parsed.seq, parsed.size, parsed.crc))
-    fragment = bool(lines[-1].strip(b"\0"))
-    return ReaderRecord(rid, kind, killed, ino, opened, taken, fragment, bad, committed)
-
-
+# resources.Shortage: "WHAT: STRERROR; retrying until it is back", "WHAT: back after N s"
+_SHORT = re.compile(r"(.*): ([^:;]*); retrying until it is back$")
+_BACK = re.compile(r"(.*): back after [\d.]+ s$")
 _DISCARD = re.compile(r"discarded (a message|an unterminated tail) of (\d+) bytes")
+
+
+def _own(ref: str) -> bool:
+    """A message the recorder sent on its own (a flood's, a mark), not an echo."""
+    return ref.startswith(("f", "mark"))
 
 
 class Oracle:
@@ -130,6 +34,7 @@ class Oracle:
         self.instances: dict[int, Instance] = {}
         self.violations: list[dict[str, Any]] = []
         self.figures: Counter[str] = Counter()
+        self.handled_per_instance: Counter[int] = Counter()  # known once check_inbound ran
 
     def violation(self, kind: str, detail: str) -> None:
         self.violations.append({"kind": kind, "detail": detail})
@@ -150,10 +55,14 @@ class Oracle:
 
     def check_inbound(self, run_dir: Path) -> None:
         handled: dict[int, list[tuple[int, int, int, int, int]]] = defaultdict(list)
+        anonymous: dict[int, list[bytes]] = defaultdict(list)  # per instance, in handling order
         per_instance: Counter[int] = Counter()
         for line in (run_dir / "handled.log").read_text().splitlines():
             part = line.split(" ", 3)
             per_instance[int(part[1])] += 1
+            if part[0] == "A":
+                anonymous[int(part[1])].append(b"" if part[3] == "-" else bytes.fromhex(part[3]))
+                continue
             if part[0] == "B":
                 self.violation(
                     "fragment or glued message handled",
@@ -170,6 +79,70 @@ class Oracle:
             self._check_writer_handled(wid, entries)
         for wid, writer in sorted(self.writers.items()):
             self._check_writer_delivered(writer, {e[2] for e in handled.get(wid, [])}, discards)
+        for inst_no in sorted(set(self.instances) | set(anonymous)):
+            self._check_anonymous_handled(inst_no, anonymous.get(inst_no, []))
+
+    def _check_anonymous_handled(self, inst_no: int, got: list[bytes]) -> None:
+        """Anonymous writers run one after another, so the anonymous messages an instance
+        handled must be theirs in order, batch by batch, exactly once: all of them, or up to
+        a chaos stop. A batch never logged as written may be missing, whole."""
+        inst = self.instances.get(inst_no)
+        writers = [
+            w
+            for _, w in sorted(self.writers.items())
+            if w.batches and inst is not None and self.instance_of(w.ino, w.opened) is inst
+        ]
+        at = 0
+        cut = False  # handling ended here at a stop: the rest was still in in_pipe
+        for writer in writers:
+            for batch in writer.batches:
+                expected = batch.messages()
+                piece = got[at : at + len(expected)]
+                where = (
+                    f"instance {inst_no}, w{writer.wid} ({batch.kind} flood) messages "
+                    f"{batch.first}..{batch.first + batch.count - 1}"
+                )
+                if not cut and piece == expected:
+                    at += len(piece)
+                    continue
+                ends_here = at + len(piece) == len(got) and piece == expected[: len(piece)]
+                if ends_here and (batch.done is None or self._cut_at_stop(inst, batch.done)):
+                    at, cut = len(got), True
+                    continue
+                if batch.done is None:
+                    continue  # not written
+                if cut or ends_here:
+                    self.violation(
+                        "message written whole never handled",
+                        f"{where}: {len(expected) - len(piece)} of them, written at "
+                        f"{batch.done:.3f} (no stop excuses it)",
+                    )
+                else:
+                    first = next(i for i in range(len(piece)) if piece[i] != expected[i])
+                    self.violation(
+                        "anonymous messages handled out of place",
+                        f"{where}: message {batch.first + first} should be "
+                        f"{expected[first]!r}, the server handled "
+                        f"{got[at + first] if at + first < len(got) else 'nothing'!r} there",
+                    )
+                return
+        self.figures["anonymous messages checked (inbound)"] += at
+        if at < len(got):
+            self.violation(
+                "anonymous message handled that no writer sent",
+                f"instance {inst_no}: {len(got) - at} more than the anonymous writers wrote, "
+                f"first {got[at]!r}",
+            )
+
+    def _cut_at_stop(self, inst: Instance | None, done: float) -> bool:
+        """Written after the last quiet point drained in_pipe, and the server was then
+        stopped under load: it may have been unread (or read and not handled) at the stop."""
+        return (
+            inst is not None
+            and not inst.graceful
+            and inst.stopped is not None
+            and (done > inst.drained)
+        )
 
     def _discards(self, run_dir: Path) -> dict[tuple[int, str], Counter[int]]:
         found: dict[tuple[int, str], Counter[int]] = defaultdict(Counter)
@@ -297,21 +270,27 @@ class Oracle:
     # -- outbound: every reader took a contiguous run, redelivery leaves no gap or repeat -------
 
     def check_outbound(self, run_dir: Path) -> None:
-        sent: dict[int, list[tuple[int, int, str]]] = defaultdict(list)
-        handler_errors: Counter[int] = Counter()
+        sent: dict[int, list[tuple[int, int, str, bool]]] = defaultdict(list)
+        handler_errors: Counter[int] = Counter()  # what the server counts as such
+        unechoed: Counter[int] = Counter()  # handled, but the echo raised
+        refused: Counter[int] = Counter()  # sends refused because the server had stopped
         echoes: Counter[int] = Counter()
         for line in (run_dir / "sent.log").read_text().splitlines():
             part = line.split()
             inst = int(part[1])
             if part[0] == "E":
-                if not part[2].startswith("f"):
-                    handler_errors[inst] += 1
+                stopped = part[3] == "ServerStopped"
+                refused[inst] += stopped
+                if not _own(part[2]):
+                    unechoed[inst] += 1
+                    # docs/PROTOCOL.md: a reply refused at stop() counts as dropped at stop.
+                    handler_errors[inst] += not stopped
                 continue
             seq, ref, size, crc = int(part[2]), part[3], int(part[4]), int(part[5])
             if seq != len(sent[inst]):
                 self.violation("recorder out of order", line)
-            sent[inst].append((size, crc, ref))
-            echoes[inst] += not ref.startswith("f")
+            sent[inst].append((size, crc, ref, part[6:] == ["a"]))
+            echoes[inst] += not _own(ref)
         for reader in self.readers:
             for bad in reader.bad:
                 self.violation(
@@ -319,56 +298,116 @@ class Oracle:
                     f"reader r{reader.rid} ({reader.kind}{', killed' if reader.killed else ''}): "
                     f"{bad}",
                 )
+        owners = [self._reader_instance(reader) for reader in self.readers]
         for inst_no, instance in sorted(self.instances.items()):
-            self._check_instance_outbound(instance, sent.get(inst_no, []))
+            self._check_instance_outbound(instance, sent.get(inst_no, []), refused[inst_no], owners)
             stats = instance.stats
             if stats is None:
                 continue
-            checks = {
-                "received": self.handled_per_instance.get(inst_no, 0),
-                "sent": len(sent.get(inst_no, [])),
-                "handler_errors": handler_errors[inst_no],
-            }
-            for name, expected in checks.items():
-                if stats[name] != expected:
-                    self.violation(
-                        "server stats disagree with what happened",
-                        f"instance {inst_no}: stats.{name} = {stats[name]}, observed {expected}",
-                    )
+            self._check_stats(instance, stats, len(sent.get(inst_no, [])), handler_errors[inst_no])
             missing = self.handled_per_instance.get(inst_no, 0) - echoes[inst_no]
-            if missing != handler_errors[inst_no]:
+            if missing != unechoed[inst_no]:
                 self.violation(
                     "handled message neither echoed nor failed",
-                    f"instance {inst_no}: {missing} not echoed, {handler_errors[inst_no]} errors",
+                    f"instance {inst_no}: {missing} not echoed, {unechoed[inst_no]} echoes raised",
                 )
 
-    def _check_instance_outbound(self, inst: Instance, sent: list[tuple[int, int, str]]) -> None:
+    def _check_stats(
+        self, instance: Instance, stats: dict[str, Any], sent: int, handler_errors: int
+    ) -> None:
+        inst_no = instance.inst
+        handled = self.handled_per_instance.get(inst_no, 0)
+        checks = {
+            # Messages read but cut off by stop() count as received, not handled.
+            "received": handled + stats["unhandled_at_stop"],
+            "sent": sent,
+            "handler_errors": handler_errors,
+        }
+        for name, expected in checks.items():
+            if stats[name] != expected:
+                self.violation(
+                    "server stats disagree with what happened",
+                    f"instance {inst_no}: stats.{name} = {stats[name]}, observed {expected} "
+                    f"({'graceful' if instance.graceful else 'stopped under load'}; {stats})",
+                )
+        if stats["unhandled_at_stop"] and instance.graceful:
+            self.violation(
+                "messages cut off by a stop with nothing in flight",
+                f"instance {inst_no}: stats.unhandled_at_stop = {stats['unhandled_at_stop']} "
+                f"after every client had gone and in_pipe was drained",
+            )
+        if stats["error"] is not None:
+            self.violation(
+                "the server stopped itself", f"instance {inst_no}: stats.error = {stats['error']}"
+            )
+
+    def _reader_instance(self, reader: ReaderRecord) -> int:
+        """The instance a reader was served by: the one its framed messages name, or the one
+        running when it opened (a reader that took only anonymous messages)."""
+        named = sorted({t[0] for t in reader.taken if t[0] >= 0})
+        if len(named) > 1:
+            self.violation(
+                "a reader got messages of two server instances",
+                f"reader r{reader.rid} ({reader.kind}): instances {named}",
+            )
+        if named:
+            return named[0]
+        for inst in self.instances.values():
+            if inst.created <= reader.opened and (inst.gone is None or reader.opened <= inst.gone):
+                return inst.inst
+        return -1
+
+    def _not_sent(self, where: str, name: str, anonymous: bool, size: int, crc: int) -> None:
+        if anonymous:
+            self.violation(
+                "anonymous message read out of place",
+                f"{where}: {size} bytes (CRC {crc:08x}) where {name} was due",
+            )
+        else:
+            self.violation("read a message the server did not send", f"{where}: {name}")
+
+    def _check_instance_outbound(
+        self,
+        inst: Instance,
+        sent: list[tuple[int, int, str, bool]],
+        refused: int,
+        owners: list[int],
+    ) -> None:
         """Readers, in the order they took turns, must have read 0, 1, 2, ... with no gap,
-        no repeat and no swap; each message exactly as send_message accepted it."""
+        no repeat and no swap; each message exactly as send_message accepted it. A framed
+        message names its place; an anonymous one takes the place after the last message
+        read, which must be an anonymous message with the same bytes."""
         seen: set[int] = set()
         highest = -1
-        for reader in self.readers:
+        for reader, owner in zip(self.readers, owners):
             where = f"reader r{reader.rid} ({reader.kind}{', killed' if reader.killed else ''})"
+            place = highest + 1
             for got_inst, seq, size, crc in reader.taken:
-                if got_inst != inst.inst:
+                anonymous = got_inst < 0
+                if (owner if anonymous else got_inst) != inst.inst:
                     continue
-                self.figures["outbound checked"] += 1
-                name = f"o{inst.inst}:{seq} ({sent[seq][2] if seq < len(sent) else '?'})"
-                if seq >= len(sent) or sent[seq][:2] != (size, crc):
-                    self.violation("read a message the server did not send", f"{where}: {name}")
-                elif seq in seen:
+                if not anonymous:
+                    place = seq
+                due = sent[place] if place < len(sent) else None
+                name = f"o{inst.inst}:{place} ({due[2] if due else '?'})"
+                if due is None or due[:2] != (size, crc) or due[3] != anonymous:
+                    self._not_sent(where, name, anonymous, size, crc)
+                elif place in seen:
                     self.violation(
                         "message delivered twice",
                         f"{where}: {name} again, after o{inst.inst}:{highest}",
                     )
-                elif seq < highest:
+                elif place < highest:
                     self.violation(
                         "messages delivered out of order",
                         f"{where}: {name} after o{inst.inst}:{highest} "
                         f"({sent[highest][2]}), though send_message accepted it first",
                     )
-                seen.add(seq)
-                highest = max(highest, seq)
+                kind = "anonymous messages checked (outbound)" if anonymous else "outbound checked"
+                self.figures[kind] += 1
+                seen.add(place)
+                highest = max(highest, place)
+                place += 1
         lost = [n for n in range(highest + 1) if n not in seen]
         if lost:
             self.violation(
@@ -379,16 +418,44 @@ class Oracle:
         expected = highest + 1
         self.figures["sent"] += len(sent)
         left = len(sent) - expected
-        dropped = (inst.stats or {}).get("dropped_at_stop", 0)
+        # Counted as dropped at stop: sends refused once stopping, and accepted messages
+        # that never reached the pipe (a subset of those no reader took).
+        dropped = (inst.stats or {}).get("dropped_at_stop", 0) - refused
         if left and inst.graceful:
             self.violation(
                 "sent messages never delivered",
                 f"instance {inst.inst}: {left} of {len(sent)} after a full drain",
             )
-        elif left < dropped:
+        elif not 0 <= dropped <= left:
             self.violation(
-                "dropped_at_stop larger than what was not delivered",
-                f"instance {inst.inst}: {dropped} dropped, {left} not delivered",
+                "dropped_at_stop disagrees with what was not delivered",
+                f"instance {inst.inst}: stats.dropped_at_stop {dropped + refused}, of which "
+                f"{refused} sends refused at stop; {left} accepted and not delivered",
             )
         else:
             self.figures["undelivered at a chaos stop"] += left
+
+    # -- the server's own log --------------------------------------------------------------
+
+    def check_events(self, run_dir: Path) -> None:
+        """Warnings the soak's clients must never cause, and shortages logged once each."""
+        short: dict[tuple[str, str], str] = {}  # (instance, what) -> the line that began it
+        for line in (run_dir / "events.log").read_text(errors="replace").splitlines():
+            _, inst, _, message = line.split(" ", 3)
+            if "a new reader took over" in message:
+                # Readers take turns without overlapping; a renewed out_pipe cannot be joined.
+                self.violation("server saw a reader take over mid-stream", line)
+            elif "is still busy after stop()" in message:
+                self.violation("server thread still busy after stop()", line)
+            elif match := _SHORT.match(message):
+                key = (inst, match.group(1))
+                if key in short:
+                    self.violation(
+                        "a shortage logged more than once", f"{short[key]}\nthen: {line}"
+                    )
+                short[key] = line
+                self.figures["fd shortages the server logged"] += 1
+            elif match := _BACK.match(message):
+                if short.pop((inst, match.group(1)), None) is None:
+                    self.violation("a shortage ended that never began", line)
+                self.figures["fd shortages the server logged as over"] += 1

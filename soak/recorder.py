@@ -1,17 +1,17 @@
 """The server under test, run in its own process so the driver can watch its fds, threads and RSS.
 
-It is the reference `PipeIOServer` with a handler that records every message it is handed
-and echoes it, wrapped in a new self-checking frame `o<instance>:<outseq>:...`, so the
-checker can tell what the server sent from what the clients wrote. The driver steers it
+It drives one server face (faces.py; the reference `PipeIOServer` by default) with a handler
+that records every message it is handed and echoes it, wrapped in a new self-checking frame
+`o<instance>:<outseq>:...`, so the checker can tell what the server sent from what the
+clients wrote. The driver steers it
 over a Unix socket, one JSON line per request: start, stop (restart = stop + start on the
-same paths), state, writer (for the end-of-file gate), flood, quit.
+same paths), state, writer (for the end-of-file gate), flood, mark, quit.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import dataclasses
+import contextlib
 import faulthandler
 import json
 import logging
@@ -19,18 +19,23 @@ import os
 import random
 import signal
 import socket
-import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any, TextIO
 
-from pipe_io_server import BacklogFull, PipeIOServer
+from pipe_io_server import BacklogFull
 
 from . import wire
 from .clients import die_with_parent
+from .faces import FACES, Face
+from .heap import live_heap
 
 FLOOD_GIVES_UP = 5  # BacklogFull answers before a flood stops
+MARK_WAIT = 20.0  # for backlog room for a mark
+_RETRYING = "retrying until it is back"  # resources.Shortage's wording
+_BACK = "back after %.1f s"
 
 
 class Recorder:
@@ -42,11 +47,12 @@ class Recorder:
         self.handled: TextIO = open(self.dir / "handled.log", "w", buffering=1 << 20)  # noqa: SIM115
         self.sent: TextIO = open(self.dir / "sent.log", "w", buffering=1 << 20)  # noqa: SIM115
         self.events: TextIO = open(self.dir / "events.log", "w", buffering=1 << 16)  # noqa: SIM115
-        self.server: PipeIOServer | None = None
+        self.server: Face | None = None
         self.inst = 0
         self.position = 0  # handled messages and end-of-file events share one order
         self.outseq = 0
         self.eofs = 0
+        self.in_pipe_short = False  # the server is waiting out a shortage to reopen in_pipe
         self.connections = self.departures = 0  # out_pipe readers the server saw come and go
         self.counts: dict[str, int] = {}
         self.last: dict[int, tuple[int, int, int]] = {}  # writer -> (instance, seq, eofs then)
@@ -57,7 +63,7 @@ class Recorder:
 
     # -- the server side ------------------------------------------------------------------
 
-    def handle(self, server: PipeIOServer, inst: int, message: bytes) -> None:
+    def handle(self, server: Face, inst: int, message: bytes) -> None:
         parsed = wire.parse(message)
         with self.lock:
             position = self.position
@@ -69,23 +75,36 @@ class Recorder:
                     f"H {inst} {position} {writer} {parsed.seq} {parsed.size} {parsed.crc}\n"
                 )
                 ref = f"{writer}.{parsed.seq}"
+            elif parsed is None and len(message) <= wire.ANONYMOUS_MAX:
+                self.handled.write(f"A {inst} {position} {message.hex() or '-'}\n")
+                ref = "anon"
             else:
                 self.handled.write(f"B {inst} {position} {json.dumps(wire.evidence(message))}\n")
                 ref = "bad"
         self.send(server, inst, message, ref)
 
-    def send(self, server: PipeIOServer, inst: int, body: bytes, ref: str) -> None:
+    def send(self, server: Face, inst: int, body: bytes, ref: str, framed: bool = True) -> int:
+        """Send body in a frame (or, for an anonymous message, as it is) and log it.
+
+        sent.log: `S instance outseq ref size crc [a]`, size and CRC of the body (a: sent
+        as it is); `E instance ref error` for a send that raised. Returns the outseq.
+        """
         with self.send_lock:
-            message, crc = wire.frame(f"o{inst}", self.outseq, body)
+            if framed:
+                message, crc = wire.frame(f"o{inst}", self.outseq, body)
+            else:
+                message, crc = body, zlib.crc32(body)
             try:
-                server.send_message(message)
+                server.send(message)
             except Exception as error:
                 with self.lock:
                     self.sent.write(f"E {inst} {ref} {type(error).__name__}\n")
                 raise
             with self.lock:
-                self.sent.write(f"S {inst} {self.outseq} {ref} {len(body)} {crc}\n")
+                anonymous = "" if framed else " a"
+                self.sent.write(f"S {inst} {self.outseq} {ref} {len(body)} {crc}{anonymous}\n")
             self.outseq += 1
+            return self.outseq - 1
 
     def on_log(self, record: logging.LogRecord) -> None:
         text = str(record.msg)
@@ -97,6 +116,12 @@ class Recorder:
                 self.connections += 1
             elif text.startswith("reader left"):
                 self.departures += 1
+            elif text.endswith((_RETRYING, _BACK)) and record.getMessage().startswith(
+                "cannot reopen"
+            ):
+                # While in_pipe cannot be reopened, the server reads it only between retries
+                # and logs "all writers left" only once the reopen succeeds.
+                self.in_pipe_short = text.endswith(_RETRYING)
             key = " ".join(text.split()[:3])
             self.counts[key] = self.counts.get(key, 0) + 1
             if record.levelno >= logging.INFO:
@@ -104,13 +129,20 @@ class Recorder:
                     f"{time.monotonic():.6f} {self.inst} {record.levelname} {record.getMessage()}\n"
                 )
 
-    def flood(self, server: PipeIOServer, inst: int, number: int, count: int, size: int) -> None:
+    def flood(
+        self, server: Face, inst: int, number: int, count: int, *, size: int, kind: str | None
+    ) -> None:
+        """Send count messages as fast as the server takes them: framed ones of `size` bytes,
+        or anonymous ones of `kind` (empty, tiny)."""
         rng = random.Random(f"{self.args.seed}:flood:{number}")
         refused = 0
         for k in range(count):
-            data = b"f%d:%d:" % (number, k) + wire.body(rng, size)
+            if kind is None:
+                data = b"f%d:%d:" % (number, k) + wire.body(rng, size)
+            else:
+                data = wire.anonymous(kind, k)
             try:
-                self.send(server, inst, data, f"f{number}.{k}")
+                self.send(server, inst, data, f"f{number}.{k}", framed=kind is None)
             except BacklogFull:
                 with self.lock:
                     self.flood_full += 1
@@ -132,22 +164,22 @@ class Recorder:
         with self.lock:
             self.inst += 1
             self.connections = self.departures = 0  # a stopped server logs no departure
+            self.in_pipe_short = False
         inst = self.inst
-        server = PipeIOServer(
+        server = FACES[args.face](
             args.in_pipe,
             args.out_pipe,
             max_message_size=args.max_message_size,
             max_backlog=args.max_backlog,
             send_timeout=args.send_timeout,
+            handler=lambda message: self.handle(server, inst, message),
         )
-        server.handle_message = lambda message: self.handle(server, inst, message)  # type: ignore[method-assign]
         server.start()
         self.server = server
         return {
             "inst": inst,
-            "server": str(Path(sys.modules[PipeIOServer.__module__].__file__ or "?").parent),
+            "server": server.code,
             "in_ino": os.stat(args.in_pipe).st_ino,
-            "out_ino": os.stat(args.out_pipe).st_ino,
         }
 
     def stop(self) -> dict[str, Any]:
@@ -157,13 +189,21 @@ class Recorder:
         began = time.monotonic()
         server.stop()
         seconds = time.monotonic() - began
+        # What a face runs in threads of its own must be gone once stop() has returned.
+        threads = [t.name for t in threading.enumerate() if t.name.startswith("pipe_io_server")]
         for thread in self.floods:
             thread.join(5)
         self.floods = [t for t in self.floods if t.is_alive()]
-        stats = dataclasses.asdict(server.stats)
+        stats = server.stats()
         self.stats[self.inst] = stats
         self.flush()
-        return {"stopped": True, "inst": self.inst, "seconds": seconds, "stats": stats}
+        return {
+            "stopped": True,
+            "inst": self.inst,
+            "seconds": seconds,
+            "stats": stats,
+            "threads": threads,
+        }
 
     def flush(self) -> None:
         with self.lock:
@@ -176,7 +216,7 @@ class Recorder:
             return {
                 "inst": self.inst,
                 "running": self.server is not None,
-                "stats": dataclasses.asdict(self.server.stats) if self.server else None,
+                "stats": self.server.stats() if self.server else None,
                 "eofs": self.eofs,
                 "connections": self.connections,
                 "departures": self.departures,
@@ -186,6 +226,7 @@ class Recorder:
                 "flood_full": self.flood_full,
                 "flood_sent": self.flood_sent,
                 "counts": dict(self.counts),
+                "in_pipe_short": self.in_pipe_short,
             }
 
     def memory(self) -> dict[str, Any]:
@@ -202,13 +243,29 @@ class Recorder:
                 "position": self.position,
             }
 
-    def start_flood(self, number: int, count: int, size: int) -> dict[str, Any]:
+    def mark(self, number: int) -> dict[str, Any]:
+        """A framed message after everything sent: a reader that has it has all before it.
+
+        The backlog may be full: a reader the driver started first makes room. -1 if none
+        came in MARK_WAIT seconds.
+        """
+        server = self.server
+        deadline = time.monotonic() + MARK_WAIT
+        while server is not None and time.monotonic() < deadline:
+            with contextlib.suppress(BacklogFull):
+                return {"seq": self.send(server, self.inst, b"mark-%d" % number, "mark")}
+        return {"seq": -1}
+
+    def start_flood(
+        self, number: int, count: int, size: int, kind: str | None = None
+    ) -> dict[str, Any]:
         server = self.server
         if server is None:
             return {"started": False}
         thread = threading.Thread(
             target=self.flood,
-            args=(server, self.inst, number, count, size),
+            args=(server, self.inst, number, count),
+            kwargs={"size": size, "kind": kind},
             name="soak flood",
             daemon=True,
         )
@@ -239,38 +296,6 @@ class _Hook(logging.Handler):
         self.recorder.on_log(record)
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        )
-    ]
-
-
-def live_heap() -> int:
-    """Bytes the process has allocated and not freed (glibc's mallinfo2), or -1.
-
-    Unlike RSS, this does not count what the allocator keeps after a peak.
-    """
-    try:
-        mallinfo2 = ctypes.CDLL(None).mallinfo2
-    except (OSError, AttributeError):
-        return -1
-    mallinfo2.restype = _MallInfo2
-    info = mallinfo2()
-    return int(info.uordblks + info.hblkhd)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m soak.recorder")
     parser.add_argument("--in", dest="in_pipe", required=True)
@@ -281,6 +306,7 @@ def main() -> None:
     parser.add_argument("--max-message-size", type=int, required=True)
     parser.add_argument("--max-backlog", type=int, required=True)
     parser.add_argument("--send-timeout", type=float, required=True)
+    parser.add_argument("--face", choices=sorted(FACES), default="threaded")
     args = parser.parse_args()
     die_with_parent()
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks on demand, for evidence

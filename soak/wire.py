@@ -66,3 +66,34 @@ def evidence(message: bytes) -> str:
     head = message[:60]
     tail = message[-30:] if len(message) > 90 else b""
     return f"{len(message)} bytes: {head!r}" + (f" ... {tail!r}" if tail else "")
+
+
+# -- anonymous messages: too short for a frame ----------------------------------------------
+
+ANONYMOUS_MAX = 2  # a line this short cannot be a frame: the checker knows it by its place
+ANONYMOUS_KINDS = ("empty", "tiny")
+
+
+def anonymous(kind: str, k: int) -> bytes:
+    """The k-th message of a flood of `kind`: empty, or 1-2 bytes that depend on k (any byte
+    but the delimiter), so that a message out of place rarely looks right."""
+    if kind == "empty":
+        return b""
+    mixed = (k * 2654435761) & 0xFFFFFFFF
+    size = 1 + (mixed >> 16) % ANONYMOUS_MAX
+    return mixed.to_bytes(4, "little")[:size].translate(_NO_NEWLINE)
+
+
+def anonymous_batch(kind: str, first: int, most: int, room: int) -> tuple[bytes, int]:
+    """Messages first, first+1, ... each with its newline, at most `most` of them and as many
+    as fit in `room` bytes; and how many."""
+    parts = []
+    used = count = 0
+    while count < most:
+        message = anonymous(kind, first + count)
+        if used + len(message) + 1 > room:
+            break
+        parts.append(message + NEWLINE)
+        used += len(message) + 1
+        count += 1
+    return b"".join(parts), count
