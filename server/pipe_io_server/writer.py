@@ -259,11 +259,12 @@ class Writer:
                 self._wake()
 
     def _push_batch(self, batch: list[bytes]) -> None:
+        # send_message returned for each of them: they were sent, whatever happens next.
+        self._stats.sent += len(batch)
         if self._stopping:
             self._stats.dropped_at_stop += len(batch)
         elif batch:
             self._backlog.push_many(batch, sum(map(len, batch)))
-            self._stats.sent += len(batch)
 
     # -- Writing (the caller or the writer thread, lock held, a reader connected) -----------
 

@@ -128,6 +128,31 @@ def test_stop_from_another_thread_while_a_handler_runs(pipes: tuple[str, str]) -
     assert server.stats.received == 2
 
 
+def test_a_reply_accepted_before_stop_counts_as_sent_and_as_dropped(pipes: tuple[str, str]) -> None:
+    """A reply collected with the others of its read (send_message returned) and never written
+    counts as sent, like one in the backlog, and as dropped at stop."""
+    entered, release, returned = threading.Event(), threading.Event(), threading.Event()
+
+    class Replies(PipeIOServer):
+        def handle_message(self, message: bytes) -> None:
+            self.send_message(b"re:" + message)
+            returned.set()
+            entered.set()
+            release.wait(3)
+
+    server = Replies(*pipes)
+    server.start()
+    client = RawClient(server.in_pipe)
+    client.send(b"a\nb\n")  # one read of two messages: their replies are collected together
+    assert entered.wait(10) and returned.is_set()
+    server.stop()
+    release.set()
+    client.close()
+    assert eventually(lambda: server.stats.unhandled_at_stop == 1, 5)
+    assert eventually(lambda: server.stats.dropped_at_stop == 1, 5)
+    assert server.stats.sent == 1
+
+
 def test_the_fd_limit_is_waited_out_and_service_resumes(pipes: tuple[str, str]) -> None:
     server = ServerProcess(*pipes, "echo")
     try:
