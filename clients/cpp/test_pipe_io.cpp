@@ -318,6 +318,25 @@ void test_server_gone()
     pthread_sigmask(SIG_UNBLOCK, &pipe, nullptr);
 }
 
+// With SIGPIPE ignored when the connection opens, send leaves the signal mask alone.
+void test_server_gone_sigpipe_ignored()
+{
+    folder f;
+    pid_t pid = spawn([&] {
+        open_raw(f.in, O_RDONLY);
+        open_raw(f.out, O_WRONLY);
+        return 0;
+    });
+    signal(SIGPIPE, SIG_IGN);
+    connection conn(f.out, f.in);
+    reap(pid);
+    check_error([&] { conn.send("x"); }, std::errc::broken_pipe,
+                "cannot send to " + f.in + ": the server closed its end (EPIPE)",
+                "sending to a server that has gone, SIGPIPE ignored");
+    check(!sigpipe_blocked_or_pending(), "SIGPIPE ignored: neither pending nor blocked");
+    signal(SIGPIPE, SIG_DFL);
+}
+
 void test_open_errors()
 {
     folder f;
@@ -544,7 +563,7 @@ void test_echo(const string &program)
     close(in);
     check(reap(pid) == 0 && read_file(errors).empty(), "the echo exits 0 at end of stream");
 
-    // The echo leaves SIGPIPE alone: the library turns the signal into EPIPE.
+    // The server goes: the echo's send fails with EPIPE, which ends the session.
     pid = spawn_echo(program, f.out, f.in, errors);
     in = open_raw(f.in, O_RDONLY);
     out = open_raw(f.out, O_WRONLY);
@@ -598,6 +617,7 @@ int main(int argc, char **argv)
     run("reference server", [&] { test_reference_server(server); });
     run("framing", test_framing);
     run("server gone", test_server_gone);
+    run("server gone, SIGPIPE ignored", test_server_gone_sigpipe_ignored);
     run("open errors", test_open_errors);
     run("permission denied", test_permission_denied);
     run("open wait", test_open_wait);
