@@ -33,7 +33,7 @@
 use std::ffi::{c_int, c_short, c_ulong};
 use std::fmt;
 use std::fs::{self, File, Metadata, OpenOptions};
-use std::io::{self, ErrorKind, IoSlice, Read, Write};
+use std::io::{self, BufRead, ErrorKind, IoSlice, Read, Write};
 use std::iter::FusedIterator;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::io::AsRawFd;
@@ -178,10 +178,7 @@ impl Receiver {
 
     fn take_message(&mut self) -> Option<Vec<u8>> {
         // Only the bytes that arrived since the last look are searched.
-        let Some(offset) = self.buf[self.scanned..self.end]
-            .iter()
-            .position(|&b| b == b'\n')
-        else {
+        let Some(offset) = find_newline(&self.buf[self.scanned..self.end]) else {
             self.scanned = self.end;
             return None;
         };
@@ -351,6 +348,15 @@ impl Sender {
             format!("cannot send to {}: {}", self.path.display(), cause(error)),
         )
     }
+}
+
+/// The position of the first newline in `bytes`.
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    // `BufRead::skip_until` searches with the standard library's memchr, a word at a step, where
+    // `iter().position()` takes one byte at a time.
+    let mut unread = bytes;
+    let skipped = unread.skip_until(b'\n').ok()?; // a slice reads without error
+    (skipped > 0 && bytes[skipped - 1] == b'\n').then(|| skipped - 1)
 }
 
 /// Looks at `path` until it is a FIFO or the deadline (`None`: none) has passed.
