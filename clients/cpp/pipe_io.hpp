@@ -262,8 +262,10 @@ public:
 
     // Sends one message: writes it followed by a newline and flushes at once. A message
     // that contains a newline is refused.
-    // The message and its newline go out in one writev(). Throws error with EINVAL for a
-    // newline in the message (nothing is written) and EPIPE once the server has gone; the
+    // The message and its newline go out in one call: copied together into one write() when
+    // that makes at most 4096 bytes (which costs the kernel less than a writev() of two
+    // parts), as two parts of one writev() beyond. Throws error with EINVAL for a newline in
+    // the message (nothing is written) and EPIPE once the server has gone; the
     // SIGPIPE that write raises is blocked and taken back, so it cannot kill the process.
     // Where SIGPIPE was ignored when the connection opened, the write cannot raise it, and
     // the signal mask is left alone: one system call per message instead of three.
@@ -273,12 +275,20 @@ public:
         if (message.find('\n') != std::string_view::npos)
             throw error(EINVAL, "cannot send to " + send_path_ + ": the message contains a newline");
         char newline = '\n';
+        char framed[4096];
         iovec parts[2] = { {const_cast<char *>(message.data()), message.size()}, {&newline, 1} };
         iovec *part = parts;
         int count = 2;
+        if (message.size() < sizeof framed) {
+            message.copy(framed, message.size());
+            framed[message.size()] = '\n';
+            parts[0] = {framed, message.size() + 1};
+            count = 1;
+        }
         detail::sigpipe_blocked blocked(!sigpipe_ignored_);
         while (count > 0) {
-            ssize_t n = ::writev(send_fd_, part, count);
+            ssize_t n = count == 1 ? ::write(send_fd_, part->iov_base, part->iov_len)
+                                   : ::writev(send_fd_, part, count);
             if (n < 0 && errno == EINTR)
                 continue;
             if (n < 0) {

@@ -230,6 +230,9 @@ void test_reference_server(const string &server)
     for (std::size_t i = 0; i < long_message.size(); i++)
         long_message[i] = static_cast<char>(i % 251 == '\n' ? 0 : i % 251);
     std::vector<string> messages = odd_messages;
+    // Copied beside its newline for one write(), then the two parts of one writev().
+    messages.push_back(string(4095, 'a'));
+    messages.push_back(string(4096, 'b'));
     messages.push_back(long_message);
     messages.push_back("after the long one");
     pid_t server_pid = spawn([&] {
