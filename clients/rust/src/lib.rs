@@ -286,6 +286,8 @@ impl fmt::Debug for Receiver {
 pub struct Sender {
     file: File,
     path: PathBuf,
+    /// A short message and its newline, copied together for one `write`.
+    framed: Vec<u8>,
 }
 
 impl Sender {
@@ -304,14 +306,17 @@ impl Sender {
         Ok(Sender {
             file: open_fifo(path, SENDING, OpenOptions::new().write(true))?,
             path: path.to_owned(),
+            framed: Vec::with_capacity(PIPE_BUF),
         })
     }
 
     /// Sends one message: writes it followed by a newline and flushes at once. A
     /// message that contains a newline is refused.
     ///
-    /// The message and its newline go out in one `writev`, so a message of up to
-    /// 4095 bytes reaches the server whole even while other clients send.
+    /// The message and its newline go out in one call, so a message of up to
+    /// 4095 bytes reaches the server whole even while other clients send: copied
+    /// together for one `write` up to that size, which costs the kernel less than a `writev`
+    /// of two parts, and as the two parts of one `writev` beyond.
     ///
     /// # Errors
     ///
@@ -321,6 +326,15 @@ impl Sender {
         if message.contains(&b'\n') {
             let refused = io::Error::new(ErrorKind::InvalidInput, "the message contains a newline");
             return Err(self.error(&refused));
+        }
+        if message.len() < PIPE_BUF {
+            self.framed.clear();
+            self.framed.extend_from_slice(message);
+            self.framed.push(b'\n');
+            return self
+                .file
+                .write_all(&self.framed)
+                .map_err(|error| self.error(&error));
         }
         let mut parts = [IoSlice::new(message), IoSlice::new(b"\n")];
         let mut parts = &mut parts[..];
