@@ -289,14 +289,20 @@ bool sigpipe_blocked_or_pending()
     return sigismember(&blocked, SIGPIPE) || sigismember(&pending, SIGPIPE);
 }
 
-void test_server_gone()
+// A server that opens both pipes and exits at once: its ends close as it goes.
+pid_t server_that_leaves(const folder &f)
 {
-    folder f;
-    pid_t pid = spawn([&] {
+    return spawn([&] {
         open_raw(f.in, O_RDONLY);
         open_raw(f.out, O_WRONLY);
         return 0;
     });
+}
+
+void test_server_gone()
+{
+    folder f;
+    pid_t pid = server_that_leaves(f);
     connection conn(f.out, f.in);
     reap(pid);
     // SIGPIPE has its default action here, which would end this process.
@@ -325,11 +331,7 @@ void test_server_gone()
 void test_server_gone_sigpipe_ignored()
 {
     folder f;
-    pid_t pid = spawn([&] {
-        open_raw(f.in, O_RDONLY);
-        open_raw(f.out, O_WRONLY);
-        return 0;
-    });
+    pid_t pid = server_that_leaves(f);
     signal(SIGPIPE, SIG_IGN);
     connection conn(f.out, f.in);
     reap(pid);

@@ -217,14 +217,7 @@ public final class PipeIOTest {
     }
 
     private static void sendsBytesUntouched() throws Exception {
-        Path pipe = fifo();
-        Future<byte[]> peer = readAll(pipe);
-        try (PipeIO pipes = PipeIO.open(null, pipe)) {
-            for (byte[] sample : SAMPLES) {
-                pipes.send(sample);
-            }
-        }
-        assertBytes(frames(SAMPLES), await(peer));
+        assertSentFramed(SAMPLES);
     }
 
     // A send goes through a 64 KiB native buffer: its newline may fit after the message, fill
@@ -235,6 +228,11 @@ public final class PipeIOTest {
             messages[i] = new byte[64 * 1024 - 2 + i];
             Arrays.fill(messages[i], (byte) ('a' + i));
         }
+        assertSentFramed(messages);
+    }
+
+    // Sends the messages through a client; the server's side must read each one and an LF.
+    private static void assertSentFramed(byte[][] messages) throws Exception {
         Path pipe = fifo();
         Future<byte[]> peer = readAll(pipe);
         try (PipeIO pipes = PipeIO.open(null, pipe)) {
