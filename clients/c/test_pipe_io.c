@@ -243,6 +243,27 @@ static void test_long_message(void)
     free(script);
 }
 
+/* Up to 4095 bytes a message is copied to go out with its newline; from 4096 on, its
+ * bytes and the newline are two parts of one writev(). Both kinds, cut short by signals. */
+static void test_messages_beside_pipe_buf(void)
+{
+    static char expect[2 * 4097];
+    size_t sizes[2] = { 4095, 4096 }, i, at = 0;
+    pio_conn conn;
+    pid_t pid;
+    for (i = 0; i < 2; i++) {
+        memset(expect + at, 'a' + (int)i, sizes[i]);
+        expect[at + sizes[i]] = '\n';
+        at += sizes[i] + 1;
+    }
+    pid = peer("", 0, 1, expect, at);
+    check(pio_open(&conn, out_path, in_path) == 0, "open both sides: %s", conn.error);
+    for (i = 0, at = 0; i < 2; at += sizes[i] + 1, i++)
+        check(pio_send(&conn, expect + at, sizes[i]) == 0, "send %zu bytes", sizes[i]);
+    pio_close(&conn);
+    check(reap(pid) == 0, "the peer read messages of 4095 and 4096 bytes whole");
+}
+
 static int count_until_stop(char *data, size_t len, void *count)
 {
     if (len == 4 && memcmp(data, "stop", 4) == 0)
@@ -625,6 +646,7 @@ int main(int argc, char **argv)
     test_round_trip(1);
     test_round_trip(65536);
     test_long_message();
+    test_messages_beside_pipe_buf();
     test_one_side_and_each();
     test_server_gone();
     test_open_errors();

@@ -8,6 +8,8 @@
 // any other error.
 #include "pipe_io.hpp"
 
+#include <signal.h>
+
 #include <chrono>
 #include <iostream>
 
@@ -17,6 +19,9 @@ int main(int argc, char **argv)
         std::cerr << "usage: " << argv[0] << " RECV_PIPE SEND_PIPE\n";
         return 2;
     }
+    // The library turns SIGPIPE into EPIPE either way; ignored before the open, it spares
+    // every send two system calls that block and unblock the signal.
+    signal(SIGPIPE, SIG_IGN);
     try {
         pipe_io::connection conn(argv[1], argv[2], std::chrono::seconds(5));
         while (std::optional<std::string> message = conn.recv())

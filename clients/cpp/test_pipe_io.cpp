@@ -230,6 +230,9 @@ void test_reference_server(const string &server)
     for (std::size_t i = 0; i < long_message.size(); i++)
         long_message[i] = static_cast<char>(i % 251 == '\n' ? 0 : i % 251);
     std::vector<string> messages = odd_messages;
+    // Copied beside its newline for one write(), then the two parts of one writev().
+    messages.push_back(string(4095, 'a'));
+    messages.push_back(string(4096, 'b'));
     messages.push_back(long_message);
     messages.push_back("after the long one");
     pid_t server_pid = spawn([&] {
@@ -286,14 +289,20 @@ bool sigpipe_blocked_or_pending()
     return sigismember(&blocked, SIGPIPE) || sigismember(&pending, SIGPIPE);
 }
 
-void test_server_gone()
+// A server that opens both pipes and exits at once: its ends close as it goes.
+pid_t server_that_leaves(const folder &f)
 {
-    folder f;
-    pid_t pid = spawn([&] {
+    return spawn([&] {
         open_raw(f.in, O_RDONLY);
         open_raw(f.out, O_WRONLY);
         return 0;
     });
+}
+
+void test_server_gone()
+{
+    folder f;
+    pid_t pid = server_that_leaves(f);
     connection conn(f.out, f.in);
     reap(pid);
     // SIGPIPE has its default action here, which would end this process.
@@ -316,6 +325,21 @@ void test_server_gone()
     int taken;
     sigwait(&pipe, &taken);
     pthread_sigmask(SIG_UNBLOCK, &pipe, nullptr);
+}
+
+// With SIGPIPE ignored when the connection opens, send leaves the signal mask alone.
+void test_server_gone_sigpipe_ignored()
+{
+    folder f;
+    pid_t pid = server_that_leaves(f);
+    signal(SIGPIPE, SIG_IGN);
+    connection conn(f.out, f.in);
+    reap(pid);
+    check_error([&] { conn.send("x"); }, std::errc::broken_pipe,
+                "cannot send to " + f.in + ": the server closed its end (EPIPE)",
+                "sending to a server that has gone, SIGPIPE ignored");
+    check(!sigpipe_blocked_or_pending(), "SIGPIPE ignored: neither pending nor blocked");
+    signal(SIGPIPE, SIG_DFL);
 }
 
 void test_open_errors()
@@ -544,7 +568,7 @@ void test_echo(const string &program)
     close(in);
     check(reap(pid) == 0 && read_file(errors).empty(), "the echo exits 0 at end of stream");
 
-    // The echo leaves SIGPIPE alone: the library turns the signal into EPIPE.
+    // The server goes: the echo's send fails with EPIPE, which ends the session.
     pid = spawn_echo(program, f.out, f.in, errors);
     in = open_raw(f.in, O_RDONLY);
     out = open_raw(f.out, O_WRONLY);
@@ -598,6 +622,7 @@ int main(int argc, char **argv)
     run("reference server", [&] { test_reference_server(server); });
     run("framing", test_framing);
     run("server gone", test_server_gone);
+    run("server gone, SIGPIPE ignored", test_server_gone_sigpipe_ignored);
     run("open errors", test_open_errors);
     run("permission denied", test_permission_denied);
     run("open wait", test_open_wait);

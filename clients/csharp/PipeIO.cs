@@ -43,6 +43,7 @@ namespace Pipe.IO
 
         private const byte Newline = (byte)'\n';
         private const int Chunk = 64 * 1024;
+        private const int ShortSearch = 4096; // bytes IndexOfNewline searches itself
         private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(20);
 
         private readonly PipeHandle recvPipe;
@@ -136,17 +137,13 @@ namespace Pipe.IO
             {
                 throw new ArgumentNullException("message");
             }
-            if (Array.IndexOf(message, Newline) >= 0)
+            if (IndexOfNewline(message, 0, message.Length) >= 0)
             {
                 throw new ArgumentException("a message cannot contain a newline (0x0A): it is the delimiter", "message");
             }
-            // One write for the message and its newline keeps it whole up to PipeBuf bytes.
-            byte[] frame = new byte[message.Length + 1];
-            Buffer.BlockCopy(message, 0, frame, 0, message.Length);
-            frame[message.Length] = Newline;
             lock (sendLock)
             {
-                int errno = Require(sendPipe, "send", "to send to").WriteAll(frame);
+                int errno = Require(sendPipe, "send", "to send to").WriteLine(message);
                 if (errno == Native.EPIPE)
                 {
                     throw new BrokenPipeException(SendPath);
@@ -200,7 +197,7 @@ namespace Pipe.IO
                 PipeHandle pipe = Require(recvPipe, "receive", "to receive from");
                 while (true)
                 {
-                    int newline = Array.IndexOf(buffer, Newline, scanned, end - scanned);
+                    int newline = IndexOfNewline(buffer, scanned, end - scanned);
                     if (newline >= 0)
                     {
                         byte[] message = new byte[newline - start];
@@ -268,6 +265,31 @@ namespace Pipe.IO
             if (recvPipe != null)
             {
                 recvPipe.Dispose();
+            }
+        }
+
+        // The first newline in bytes[start, start + count), or -1. Array.IndexOf looks at one
+        // byte at a time, and finds a short message's end at once; beyond its first few KiB a
+        // long message is searched by memchr, many bytes at a step, which is worth the pinning
+        // and the call into libc only there.
+        private static int IndexOfNewline(byte[] bytes, int start, int count)
+        {
+            int head = Math.Min(count, ShortSearch);
+            int found = Array.IndexOf(bytes, Newline, start, head);
+            if (found >= 0 || head == count)
+            {
+                return found;
+            }
+            GCHandle pinned = GCHandle.Alloc(bytes, GCHandleType.Pinned);
+            try
+            {
+                IntPtr from = IntPtr.Add(pinned.AddrOfPinnedObject(), start + head);
+                IntPtr at = Native.memchr(from, Newline, (UIntPtr)(count - head));
+                return at == IntPtr.Zero ? -1 : start + head + (int)((long)at - (long)from);
+            }
+            finally
+            {
+                pinned.Free();
             }
         }
 
@@ -472,20 +494,27 @@ namespace Pipe.IO
             }
         }
 
-        /// <summary>Writes all of data; 0, or the errno that stopped it.</summary>
-        internal int WriteAll(byte[] data)
+        /// <summary>Writes all of message and a newline; 0, or the errno that stopped it.</summary>
+        /// <remarks>
+        /// The two go in one writev(), which keeps a message whole up to PipeBuf bytes without
+        /// a copy of it into a new array one byte longer.
+        /// </remarks>
+        internal int WriteLine(byte[] message)
         {
             bool added = false;
-            GCHandle pinned = GCHandle.Alloc(data, GCHandleType.Pinned);
+            GCHandle pinned = GCHandle.Alloc(message, GCHandleType.Pinned);
             try
             {
                 DangerousAddRef(ref added);
                 IntPtr start = pinned.AddrOfPinnedObject();
                 // A write cut short by a signal (Mono's garbage collector sends some to every
-                // thread) goes on where it stopped.
-                for (int done = 0; done < data.Length;)
+                // thread) or by a full pipe goes on where it stopped.
+                for (int done = 0; done <= message.Length;)
                 {
-                    long n = (long)Native.write(Fd, IntPtr.Add(start, done), (UIntPtr)(data.Length - done));
+                    Native.IoVec[] parts = done < message.Length
+                        ? new[] { new Native.IoVec(IntPtr.Add(start, done), message.Length - done), Native.Newline }
+                        : new[] { Native.Newline };
+                    long n = (long)Native.writev(Fd, parts, parts.Length);
                     if (n >= 0)
                     {
                         done += (int)n;
@@ -577,6 +606,23 @@ namespace Pipe.IO
         private const int StatxModeOffset = 28;
         private const int TypeMask = 0xF000;
 
+        // A newline outside the managed heap, where the garbage collector cannot move it: the
+        // last part of every writev.
+        internal static readonly IoVec Newline = new IoVec(NewNewlineByte(), 1);
+
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct IoVec
+        {
+            public IntPtr Base;
+            public UIntPtr Length;
+
+            public IoVec(IntPtr start, int length)
+            {
+                Base = start;
+                Length = (UIntPtr)length;
+            }
+        }
+
         [StructLayout(LayoutKind.Sequential)]
         internal struct PollFd
         {
@@ -609,6 +655,13 @@ namespace Pipe.IO
             }
         }
 
+        private static IntPtr NewNewlineByte()
+        {
+            IntPtr newline = Marshal.AllocHGlobal(1);
+            Marshal.WriteByte(newline, (byte)'\n');
+            return newline;
+        }
+
         internal static string Describe(int errno)
         {
             return Marshal.PtrToStringAnsi(strerror(errno)) + " (errno " + errno + ")";
@@ -622,6 +675,12 @@ namespace Pipe.IO
 
         [DllImport("libc", SetLastError = true)]
         internal static extern IntPtr write(int fd, IntPtr buffer, UIntPtr count);
+
+        [DllImport("libc")]
+        internal static extern IntPtr memchr(IntPtr bytes, int value, UIntPtr count);
+
+        [DllImport("libc", SetLastError = true)]
+        internal static extern IntPtr writev(int fd, [In] IoVec[] parts, int count);
 
         [DllImport("libc", SetLastError = true)]
         internal static extern int poll([In, Out] PollFd[] fds, UIntPtr count, int timeout);

@@ -64,6 +64,7 @@ internal static class PipeIOTest
             Test("sends every byte untouched, one newline each", SendsBytesUntouched);
             Test("frames of PipeBuf bytes from two writers never interleave", AtomicFrames);
             Test("a message with a newline is refused, nothing written", RefusesNewline);
+            Test("newlines before, at and after 4 KiB are found", FindsNewlinesAroundTheShortSearch);
             Test("text is UTF-8 both ways", TextIsUtf8);
             Test("16 MiB messages both ways", BigMessages);
             Test("100000 small messages", ManySmallMessages);
@@ -259,9 +260,25 @@ internal static class PipeIOTest
         {
             Throws<ArgumentException>("newline", () => pipes.Send(Bytes("two\nlines")));
             Throws<ArgumentException>("newline", () => pipes.Send("end\n"));
+            // The first 4 KiB are searched in managed code, the rest by memchr.
+            foreach (int at in new[] { 4095, 4096, 99999 })
+            {
+                byte[] longer = new byte[100000];
+                longer[at] = (byte)'\n';
+                Throws<ArgumentException>("newline", () => pipes.Send(longer));
+            }
             pipes.Send("fine");
         }
         Equal(Bytes("fine\n"), Await(peer));
+    }
+
+    // The search for a newline changes means at 4 KiB: the ends of messages on either side,
+    // and far beyond, must all be found.
+    private static void FindsNewlinesAroundTheShortSearch()
+    {
+        string[] messages = new[] { 4095, 4096, 4097, 0, 70000, 1 }
+            .Select(length => new string('a', length)).ToArray();
+        Equal(messages, ReceiveAll(Frames(messages.Select(Bytes).ToArray())));
     }
 
     private static void TextIsUtf8()

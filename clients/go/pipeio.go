@@ -36,6 +36,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -65,8 +66,8 @@ var (
 
 // Conn is a connection to a pipe-io-server: one pipe to receive from, one to send to.
 //
-// One goroutine may receive while another sends. Receiving is for one goroutine at a time;
-// so is sending messages longer than PipeBuf.
+// One goroutine may receive while others send. Receiving is for one goroutine at a time;
+// sends are serialized, so messages of any length never interleave.
 type Conn struct {
 	recv, send         *os.File // nil for a side that was not opened
 	recvPath, sendPath string
@@ -75,6 +76,9 @@ type Conn struct {
 	start   int
 	scanned int // buf[start:scanned] holds no newline
 	eof     bool
+
+	sendMu sync.Mutex
+	line   []byte // the message being sent, with its newline
 }
 
 // OpenError says which pipe Open could not open, and why.
@@ -240,15 +244,21 @@ func cause(err error) error {
 // wrapping syscall.EPIPE (Go turns SIGPIPE into that error for every descriptor but
 // standard output and standard error).
 func (c *Conn) Send(message []byte) error {
-	return c.sendLine(append(make([]byte, 0, len(message)+1), message...))
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	return c.sendLine(append(c.line[:0], message...))
 }
 
 // SendString sends text as one message; Go strings are normally UTF-8.
 func (c *Conn) SendString(message string) error {
-	return c.sendLine(append(make([]byte, 0, len(message)+1), message...))
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	return c.sendLine(append(c.line[:0], message...))
 }
 
-// sendLine sends a message held in a slice with room for its newline.
+// sendLine adds the newline to a message copied into the send buffer and writes the two at
+// once. The buffer serves every send, so a send makes no garbage; one grown for a long
+// message is let go. It is called with sendMu held.
 func (c *Conn) sendLine(line []byte) error {
 	if c.send == nil {
 		return errNoSend
@@ -256,7 +266,12 @@ func (c *Conn) sendLine(line []byte) error {
 	if bytes.IndexByte(line, '\n') >= 0 {
 		return fmt.Errorf("cannot send to %s: %w", c.sendPath, ErrNewline)
 	}
-	_, err := c.send.Write(append(line, '\n'))
+	line = append(line, '\n')
+	c.line = line[:0]
+	if cap(line) > readSize {
+		c.line = nil
+	}
+	_, err := c.send.Write(line)
 	return err
 }
 
@@ -301,7 +316,9 @@ func (c *Conn) recvFrom(read func([]byte) (int, error)) ([]byte, error) {
 	for {
 		if i := bytes.IndexByte(c.buf[c.scanned:], '\n'); i >= 0 {
 			end := c.scanned + i
-			message := bytes.Clone(c.buf[c.start:end])
+			// A make followed by a copy, unlike bytes.Clone, does not zero the new slice.
+			message := make([]byte, end-c.start)
+			copy(message, c.buf[c.start:end])
 			c.start, c.scanned = end+1, end+1
 			return message, nil
 		}
@@ -322,19 +339,16 @@ func (c *Conn) recvFrom(read func([]byte) (int, error)) ([]byte, error) {
 }
 
 // makeRoom moves the start of a partial message to the front of the buffer, and grows the
-// buffer when that leaves no room. A byte is moved at most once and the buffer grows
-// geometrically, so a long message costs linear time; a buffer grown for one is let go once
-// it has been consumed.
+// buffer when that leaves no room. A byte is moved at most once and the buffer doubles, so a
+// long message costs linear time. The buffer is kept for the next long message: growing it
+// again for each one would cost a new allocation, a copy and the memory's first touch.
 func (c *Conn) makeRoom() {
 	partial := c.buf[c.start:]
 	c.scanned -= c.start
 	c.start = 0
-	if len(partial) == 0 && cap(c.buf) > readSize {
-		c.buf = nil
-	}
 	c.buf = c.buf[:copy(c.buf, partial)]
 	if len(c.buf) == cap(c.buf) {
-		c.buf = slices.Grow(c.buf, readSize)
+		c.buf = slices.Grow(c.buf, max(len(c.buf), readSize))
 	}
 }
 

@@ -221,6 +221,44 @@ func TestSendsEachMessageWithOneNewline(t *testing.T) {
 	}
 }
 
+// Goroutines that share a Conn share its send buffer too: every message must still arrive
+// whole, the long ones (beyond PipeBuf, and beyond the size of buffer a Conn keeps) included.
+func TestGoroutinesShareOneConnToSend(t *testing.T) {
+	const senders, each = 4, 50
+	path := makeFIFO(t, t.TempDir(), "in")
+	var got []byte
+	read := background(t, func() (err error) { got, err = os.ReadFile(path); return err })
+	conn := open(t, "", path)
+	var wg sync.WaitGroup
+	for i := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range each {
+				size := []int{0, 10, pipeio.PipeBuf * 3, 100 << 10}[(i+n)%4]
+				message := bytes.Repeat([]byte{byte('a' + i)}, size)
+				if err := conn.Send(message); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	conn.Close()
+	read()
+	counts := map[string]int{}
+	for _, line := range bytes.Split(bytes.TrimSuffix(got, []byte("\n")), []byte("\n")) {
+		if len(line) > 0 && bytes.Count(line, line[:1]) != len(line) {
+			t.Fatalf("a message was mixed with another: %d bytes starting %q", len(line), line[:8])
+		}
+		counts[fmt.Sprintf("%.1s%d", line, len(line))]++
+	}
+	if len(counts) != 3*senders+1 || counts["0"] != senders*each/4 {
+		t.Fatalf("messages by sender and size: %v", counts)
+	}
+}
+
 // Messages of PipeBuf bytes with their newline stay whole among concurrent writers only if
 // each goes out in one write.
 func TestConcurrentSendersKeepMessagesWhole(t *testing.T) {

@@ -21,7 +21,7 @@ async function main(args) {
   }
   const pio = await PipeIO.open(args[0], args[1], { wait: WAIT_MS });
   try {
-    for await (const message of pio) await pio.send(message);
+    await pio.each((message) => pio.send(message));
   } finally {
     await pio.close();
   }

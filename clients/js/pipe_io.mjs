@@ -12,7 +12,8 @@
 // pending open holds one thread until the server has its end open. Once open, the fd is
 // handed to net.Socket, which switches it to non-blocking mode and drives it from the
 // event loop: reads and writes never hold a threadpool thread, however long the server
-// stays silent. (fs.createReadStream would hold a thread in every blocked read.)
+// stays silent. (fs.createReadStream would hold a thread in every blocked read.) A send
+// with nothing queued before it is one write() on that non-blocking fd, at once.
 import fs from 'node:fs';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -22,6 +23,7 @@ const NEWLINE = 0x0a;
 const POLL_INTERVAL_MS = 20; // how often an open that waits looks for the pipes again
 const openFd = promisify(fs.open);
 const TIMED_OUT = Symbol('timed out');
+const QUEUE_BYTES = 64 * 1024; // received bytes that may wait for recv() before reading stops
 
 /**
  * An error about one pipe; `path` names it, `code` is the errno name, 'ENOTFIFO', or
@@ -155,27 +157,6 @@ function closed(socket) {
 }
 
 /**
- * Splits a byte stream on LF. Parts of a message are collected and joined once, so a
- * long message costs linear time; the unterminated tail left at end of stream is dropped.
- * @param {AsyncIterable<Buffer>} chunks
- * @returns {AsyncGenerator<Buffer, void, void>}
- */
-async function* split(chunks) {
-  let parts = [];
-  for await (const chunk of chunks) {
-    let start = 0;
-    let end;
-    while ((end = chunk.indexOf(NEWLINE, start)) !== -1) {
-      parts.push(chunk.subarray(start, end));
-      yield Buffer.concat(parts);
-      parts = [];
-      start = end + 1;
-    }
-    if (start < chunk.length) parts.push(chunk.subarray(start));
-  }
-}
-
-/**
  * A client for pipe-io-server: two named pipes, one message per line. A message is any
  * byte string without a newline (0x0A); it travels followed by one newline. Everything
  * else, CR and NUL included, is payload.
@@ -188,8 +169,18 @@ async function* split(chunks) {
 export class PipeIO {
   /** @type {net.Socket | null} */ #input;
   /** @type {net.Socket | null} */ #output;
-  /** @type {AsyncGenerator<Buffer, void, void> | null} */ #messages;
-  /** @type {Promise<IteratorResult<Buffer, void>> | null} */ #pending = null;
+  /** @type {number | null} */ #outFd; // the descriptor under #output
+  // Received messages not yet returned are #messages[#next...]; #parts is the start of the
+  // next one, joined once its newline comes, so a long message costs linear time.
+  /** @type {Buffer[]} */ #messages = [];
+  #next = 0;
+  #queued = 0; // bytes in #messages[#next...]
+  /** @type {Buffer[]} */ #parts = [];
+  #ended = false;
+  /** @type {Error | null} */ #readError = null;
+  // Settles when a message, an error or the end of stream comes: what a waiting recv() awaits.
+  /** @type {Promise<void> | null} */ #news = null;
+  #tell = () => {};
   #closing = false;
   #decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
@@ -209,18 +200,34 @@ export class PipeIO {
    * Use PipeIO.open().
    * @param {string | null} recvPath
    * @param {string | null} sendPath
-   * @param {net.Socket | null} input
-   * @param {net.Socket | null} output
+   * @param {number | null} inFd
+   * @param {number | null} outFd
    * @private
    */
-  constructor(recvPath, sendPath, input, output) {
+  constructor(recvPath, sendPath, inFd, outFd) {
     this.recvPath = recvPath;
     this.sendPath = sendPath;
+    const input = inFd === null
+      ? null
+      : new net.Socket({ fd: inFd, readable: true, writable: false });
+    const output = outFd === null
+      ? null
+      : new net.Socket({ fd: outFd, readable: false, writable: true });
     this.#input = input;
     this.#output = output;
-    this.#messages = input && split(input);
-    // Errors reach the caller through recv() and send(); without a listener they would crash.
-    input?.on('error', () => {});
+    this.#outFd = outFd;
+    // Each chunk read is split as it comes, in a 'data' listener: an async iterator over the
+    // socket would cost several promises per message.
+    input?.on('data', (chunk) => this.#split(chunk));
+    input?.on('error', (err) => {
+      this.#readError = err;
+      this.#wakeUp();
+    });
+    input?.on('close', () => {
+      this.#ended = true; // an unterminated tail in #parts is not a message
+      this.#wakeUp();
+    });
+    // Errors reach the caller through send(); without a listener they would crash.
     output?.on('error', () => {});
   }
 
@@ -272,12 +279,7 @@ export class PipeIO {
       if (outFd !== null) fs.closeSync(outFd);
       throw err;
     }
-    return new PipeIO(
-      recvPath ?? null,
-      sendPath ?? null,
-      inFd === null ? null : new net.Socket({ fd: inFd, readable: true, writable: false }),
-      outFd === null ? null : new net.Socket({ fd: outFd, readable: false, writable: true }),
-    );
+    return new PipeIO(recvPath ?? null, sendPath ?? null, inFd, outFd);
   }
 
   /**
@@ -303,7 +305,24 @@ export class PipeIO {
     if (at !== -1) {
       throw new RangeError(`a message cannot contain a newline (0x0A): found one at byte ${at}`);
     }
-    const framed = Buffer.concat([payload, Buffer.of(NEWLINE)]);
+    let framed = Buffer.allocUnsafe(payload.length + 1);
+    framed.set(payload);
+    framed[payload.length] = NEWLINE;
+    if (output.writable && output.writableLength === 0) {
+      // Nothing queued before it: one write() at once, without the stream's round of
+      // callbacks. The socket made the descriptor non-blocking, so a full pipe is EAGAIN,
+      // and what does not fit goes through the socket, which waits for room.
+      let written = 0;
+      try {
+        written = fs.writeSync(this.#outFd, framed);
+      } catch (err) {
+        if (err.code !== 'EAGAIN') {
+          throw failure(`cannot send to ${this.sendPath}`, this.sendPath, err);
+        }
+      }
+      if (written === framed.length) return;
+      framed = framed.subarray(written);
+    }
     await new Promise((resolve, reject) => {
       output.write(framed, (err) => {
         if (err) reject(failure(`cannot send to ${this.sendPath}`, this.sendPath, err));
@@ -317,8 +336,9 @@ export class PipeIO {
    * end of stream (the server closed its end) it reports end of stream instead; an
    * unterminated tail left at end of stream is not a message and is dropped.
    * With `timeout` (milliseconds), it rejects with a PipeIOError whose code is 'ETIMEDOUT'
-   * when no whole message has come by then. Nothing is lost: the read stays pending, and
-   * the next recv() returns the message whole. A timeout of 0 takes only what has arrived.
+   * when no whole message has come by then. Nothing is lost: the pipe is read as data comes
+   * (up to 64 KiB of messages ahead of recv()), and the next recv() returns the message
+   * whole. A timeout of 0 takes only what has arrived.
    *
    * @param {object} [options]
    * @param {number} [options.timeout] milliseconds, default none: wait as long as it takes
@@ -326,27 +346,20 @@ export class PipeIO {
    * @throws {PipeIOError} if reading fails, or with code 'ETIMEDOUT' when time runs out
    */
   async recv({ timeout } = {}) {
-    if (!this.#messages) throw new Error('this PipeIO was opened without a pipe to receive from');
-    // One read is outstanding at a time; a receive that timed out leaves it to the next.
-    if (!this.#pending) {
-      this.#pending = this.#messages.next();
-      this.#pending.catch(() => {}); // its error goes to whoever awaits it next
-    }
-    let result;
-    try {
-      result = await (timeout === undefined ? this.#pending : within(this.#pending, timeout));
-    } catch (err) {
-      if (err === TIMED_OUT) {
+    if (!this.#input) throw new Error('this PipeIO was opened without a pipe to receive from');
+    if (!this.#ready()) {
+      // A receive that times out takes nothing: what arrives later waits for the next one.
+      const ready = this.#whenReady();
+      try {
+        await (timeout === undefined ? ready : within(ready, timeout));
+      } catch (err) {
+        if (err !== TIMED_OUT) throw err;
         const cause = `no whole message within ${timeout} ms`;
         const message = `cannot receive from ${this.recvPath}: ${cause}`;
         throw new PipeIOError(message, this.recvPath, 'ETIMEDOUT');
       }
-      this.#pending = null;
-      if (this.#closing) return null;
-      throw failure(`cannot receive from ${this.recvPath}`, this.recvPath, err);
     }
-    this.#pending = null;
-    return result.done ? null : result.value;
+    return this.#take();
   }
 
   /**
@@ -373,6 +386,69 @@ export class PipeIO {
   }
 
   /**
+   * Cuts a chunk read from the pipe into messages, queued for recv().
+   * @param {Buffer} chunk
+   */
+  #split(chunk) {
+    const queuedBefore = this.#messages.length;
+    let start = 0;
+    let end;
+    while ((end = chunk.indexOf(NEWLINE, start)) !== -1) {
+      this.#parts.push(chunk.subarray(start, end));
+      // A copy, not a view of the chunk, which a message kept for long would keep alive.
+      const message = Buffer.concat(this.#parts);
+      this.#parts = [];
+      this.#messages.push(message);
+      this.#queued += message.length;
+      start = end + 1;
+    }
+    if (start < chunk.length) this.#parts.push(chunk.subarray(start));
+    if (this.#messages.length === queuedBefore) return;
+    // Back-pressure: read no more while a pipe's worth waits for recv().
+    if (this.#queued >= QUEUE_BYTES) this.#input?.pause();
+    this.#wakeUp();
+  }
+
+  #wakeUp() {
+    this.#news = null;
+    this.#tell();
+  }
+
+  /** Whether recv() can answer at once: a message, an error or the end of stream. */
+  #ready() {
+    return this.#next < this.#messages.length || this.#readError !== null || this.#ended;
+  }
+
+  async #whenReady() {
+    // A loop, as another receive may take the message first.
+    while (!this.#ready()) await (this.#news ??= new Promise((resolve) => (this.#tell = resolve)));
+  }
+
+  /**
+   * What recv() answers once #ready(): the next message, then an error once, then null.
+   * @returns {Buffer | null}
+   */
+  #take() {
+    if (this.#next < this.#messages.length) {
+      const message = this.#messages[this.#next];
+      this.#next += 1;
+      this.#queued -= message.length;
+      if (this.#next === this.#messages.length) {
+        this.#messages = [];
+        this.#next = 0;
+      }
+      if (this.#queued < QUEUE_BYTES && this.#input?.isPaused()) this.#input.resume();
+      return message;
+    }
+    const err = this.#readError;
+    this.#readError = null; // reported once; the end of stream follows
+    if (err && !this.#closing) {
+      throw failure(`cannot receive from ${this.recvPath}`, this.recvPath, err);
+    }
+    return null;
+  }
+
+  /**
    * Calls the handler with every message received, until end of stream.
    * Each call is awaited before the next message is taken.
    *
@@ -380,7 +456,14 @@ export class PipeIO {
    * @returns {Promise<void>}
    */
   async each(handler) {
-    for await (const message of this) await handler(message);
+    if (!this.#input) throw new Error('this PipeIO was opened without a pipe to receive from');
+    for (;;) {
+      // A message already received is taken at once: awaiting recv() for each one would
+      // cost promises and turns of the microtask queue.
+      const message = this.#ready() ? this.#take() : await this.recv();
+      if (message === null) return;
+      await handler(message);
+    }
   }
 
   /**

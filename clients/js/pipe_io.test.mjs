@@ -177,6 +177,25 @@ test('close writes the sends still queued first', TIMEOUT, async () => {
   });
 });
 
+test('a send after close is refused and writes nowhere', TIMEOUT, async () => {
+  await withFifos(async (pipes) => {
+    const { pio, reader, writer } = await connect(pipes);
+    const drained = reader.drain();
+    await pio.close();
+    // The closed descriptor's number is likely to be taken by the next open.
+    const other = path.join(pipes.dir, 'other');
+    const fd = fs.openSync(other, 'w');
+    try {
+      await assert.rejects(pio.send('too late'), { message: /^cannot send to / });
+    } finally {
+      fs.closeSync(fd);
+    }
+    writer.destroy();
+    assert.equal(fs.readFileSync(other).length, 0);
+    assert.equal((await drained).length, 0);
+  });
+});
+
 test('a message with a newline is refused and nothing is written', TIMEOUT, async () => {
   await withFifos(async (pipes) => {
     const { pio, reader, writer } = await connect(pipes);
@@ -214,6 +233,25 @@ test('recvText decodes UTF-8 and keeps a leading BOM; invalid UTF-8 throws', TIM
     assert.equal(await pio.recvText(), '');
     await assert.rejects(pio.recvText(), TypeError);
     assert.equal(await pio.recvText(), null);
+    await pio.close();
+  });
+});
+
+test('a message split across reads comes whole, to receives waiting at once', TIMEOUT, async () => {
+  await withFifos(async (pipes) => {
+    const { pio, writer } = await connect(pipes);
+    const [first, second] = [pio.recvText(), pio.recvText()];
+    await write(writer, 'split ');
+    await pause(50);
+    await write(writer, 'in two\nsecond\n');
+    assert.deepEqual(await Promise.all([first, second]), ['split in two', 'second']);
+    // Far more than the client reads ahead, split wherever the reads fall.
+    const many = Array.from({ length: 50_000 }, (_, i) => Buffer.from(`message ${i}`));
+    const sending = writeAndClose(writer, frame(many));
+    const received = [];
+    await pio.each((message) => received.push(message));
+    await sending;
+    assert.deepEqual(received, many);
     await pio.close();
   });
 });

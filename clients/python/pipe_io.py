@@ -119,12 +119,13 @@ class PipeIO:
         if b"\n" in message:
             raise ValueError("a message cannot contain a newline (0x0A): it is the delimiter")
         fd = self._fd(self._send_fd, "send")
-        data = memoryview(message + b"\n")
+        data = message + b"\n"
         try:
             # One write for the whole message keeps it atomic up to PIPE_BUF; the loop only
             # matters when the kernel takes part of a longer one.
-            while data:
-                data = data[os.write(fd, data) :]
+            written = os.write(fd, data)
+            while written < len(data):
+                written += os.write(fd, memoryview(data)[written:])
         except OSError as error:
             error.filename = self.send_path
             raise
@@ -148,10 +149,12 @@ class PipeIO:
         while not self._eof:
             end = self._chunk.find(b"\n", self._start)
             if end >= 0:
-                self._parts.append(self._chunk[self._start : end])
+                message = self._chunk[self._start : end]
                 self._start = end + 1
-                message = b"".join(self._parts)
-                self._parts.clear()
+                if self._parts:  # it began in earlier chunks
+                    self._parts.append(message)
+                    message = b"".join(self._parts)
+                    self._parts.clear()
                 return message
             # Long messages arrive as many chunks, joined once: linear time at any size.
             if self._start < len(self._chunk):

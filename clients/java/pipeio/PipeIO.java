@@ -85,6 +85,8 @@ public final class PipeIO implements Closeable {
     private final Path sendPath;
     private final Object recvLock = new Object();
     private final Object sendLock = new Object();
+    // What send writes, under sendLock.
+    private final ByteBuffer frame;
     // The helper thread of receives with a deadline, and the read it has not finished yet.
     private ExecutorService reader;
     private Future<Integer> pending;
@@ -101,6 +103,7 @@ public final class PipeIO implements Closeable {
         this.input = input;
         this.in = input == null ? null : input.getChannel();
         this.out = out;
+        this.frame = out == null ? null : ByteBuffer.allocateDirect(CHUNK);
         this.recvPath = recvPath;
         this.sendPath = sendPath;
     }
@@ -180,13 +183,27 @@ public final class PipeIO implements Closeable {
                         "a message cannot contain a newline (0x0A): it is the delimiter");
             }
         }
-        byte[] frame = Arrays.copyOf(message, message.length + 1);
-        frame[message.length] = NEWLINE;
         synchronized (sendLock) {
             try {
-                for (int at = 0; at < frame.length; ) {
-                    int length = Math.min(CHUNK, frame.length - at);
-                    at += channel.write(ByteBuffer.wrap(frame, at, length));
+                // The message goes through a native buffer CHUNK bytes at a time, its newline
+                // after its last byte: a message of up to PIPE_BUF bytes leaves in one write.
+                // (A heap array would be copied into a temporary native buffer by the JDK.)
+                for (int at = 0; ; ) {
+                    int length = Math.min(frame.capacity(), message.length - at);
+                    frame.clear();
+                    frame.put(message, at, length);
+                    at += length;
+                    boolean last = at == message.length && frame.hasRemaining();
+                    if (last) {
+                        frame.put(NEWLINE);
+                    }
+                    frame.flip();
+                    while (frame.hasRemaining()) {
+                        channel.write(frame);
+                    }
+                    if (last) {
+                        break;
+                    }
                 }
             } catch (ClosedChannelException e) {
                 throw e;
@@ -423,13 +440,16 @@ public final class PipeIO implements Closeable {
         long deadline = timeout == null ? 0 : System.nanoTime() + timeout.toNanos();
         synchronized (recvLock) {
             while (true) {
-                for (; scanned < end; scanned++) {
-                    if (buffer[scanned] == NEWLINE) {
-                        byte[] message = Arrays.copyOfRange(buffer, start, scanned);
-                        start = ++scanned;
-                        return message;
-                    }
+                int newline = scanned;
+                while (newline < end && buffer[newline] != NEWLINE) {
+                    newline++;
                 }
+                if (newline < end) {
+                    byte[] message = Arrays.copyOfRange(buffer, start, newline);
+                    start = scanned = newline + 1;
+                    return message;
+                }
+                scanned = end;
                 if (atEnd) {
                     return null;
                 }

@@ -87,6 +87,8 @@ public final class PipeIOTest {
             test("an empty message is not end of stream", PipeIOTest::emptyMessageIsNotEnd);
             test("random messages cut at random points", PipeIOTest::randomCuts);
             test("sends every byte untouched, one frame each", PipeIOTest::sendsBytesUntouched);
+            test("sends messages around the send buffer's size",
+                    PipeIOTest::sendsAroundTheBufferSize);
             test("refuses a message containing a newline", PipeIOTest::refusesNewline);
             test("text is UTF-8 both ways", PipeIOTest::textIsUtf8);
             test("forEach runs until end of stream", PipeIOTest::forEachRunsUntilEnd);
@@ -215,14 +217,30 @@ public final class PipeIOTest {
     }
 
     private static void sendsBytesUntouched() throws Exception {
+        assertSentFramed(SAMPLES);
+    }
+
+    // A send goes through a 64 KiB native buffer: its newline may fit after the message, fill
+    // the buffer's last byte, or go alone in the next write.
+    private static void sendsAroundTheBufferSize() throws Exception {
+        byte[][] messages = new byte[4][];
+        for (int i = 0; i < messages.length; i++) {
+            messages[i] = new byte[64 * 1024 - 2 + i];
+            Arrays.fill(messages[i], (byte) ('a' + i));
+        }
+        assertSentFramed(messages);
+    }
+
+    // Sends the messages through a client; the server's side must read each one and an LF.
+    private static void assertSentFramed(byte[][] messages) throws Exception {
         Path pipe = fifo();
         Future<byte[]> peer = readAll(pipe);
         try (PipeIO pipes = PipeIO.open(null, pipe)) {
-            for (byte[] sample : SAMPLES) {
-                pipes.send(sample);
+            for (byte[] message : messages) {
+                pipes.send(message);
             }
         }
-        assertBytes(frames(SAMPLES), await(peer));
+        assertBytes(frames(messages), await(peer));
     }
 
     private static void refusesNewline() throws Exception {

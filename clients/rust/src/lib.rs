@@ -33,7 +33,7 @@
 use std::ffi::{c_int, c_short, c_ulong};
 use std::fmt;
 use std::fs::{self, File, Metadata, OpenOptions};
-use std::io::{self, ErrorKind, IoSlice, Read, Write};
+use std::io::{self, BufRead, ErrorKind, IoSlice, Read, Write};
 use std::iter::FusedIterator;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::io::AsRawFd;
@@ -178,10 +178,7 @@ impl Receiver {
 
     fn take_message(&mut self) -> Option<Vec<u8>> {
         // Only the bytes that arrived since the last look are searched.
-        let Some(offset) = self.buf[self.scanned..self.end]
-            .iter()
-            .position(|&b| b == b'\n')
-        else {
+        let Some(offset) = find_newline(&self.buf[self.scanned..self.end]) else {
             self.scanned = self.end;
             return None;
         };
@@ -289,6 +286,8 @@ impl fmt::Debug for Receiver {
 pub struct Sender {
     file: File,
     path: PathBuf,
+    /// A short message and its newline, copied together for one `write`.
+    framed: Vec<u8>,
 }
 
 impl Sender {
@@ -307,14 +306,17 @@ impl Sender {
         Ok(Sender {
             file: open_fifo(path, SENDING, OpenOptions::new().write(true))?,
             path: path.to_owned(),
+            framed: Vec::with_capacity(PIPE_BUF),
         })
     }
 
     /// Sends one message: writes it followed by a newline and flushes at once. A
     /// message that contains a newline is refused.
     ///
-    /// The message and its newline go out in one `writev`, so a message of up to
-    /// 4095 bytes reaches the server whole even while other clients send.
+    /// The message and its newline go out in one call, so a message of up to
+    /// 4095 bytes reaches the server whole even while other clients send: copied
+    /// together for one `write` up to that size, which costs the kernel less than a `writev`
+    /// of two parts, and as the two parts of one `writev` beyond.
     ///
     /// # Errors
     ///
@@ -324,6 +326,15 @@ impl Sender {
         if message.contains(&b'\n') {
             let refused = io::Error::new(ErrorKind::InvalidInput, "the message contains a newline");
             return Err(self.error(&refused));
+        }
+        if message.len() < PIPE_BUF {
+            self.framed.clear();
+            self.framed.extend_from_slice(message);
+            self.framed.push(b'\n');
+            return self
+                .file
+                .write_all(&self.framed)
+                .map_err(|error| self.error(&error));
         }
         let mut parts = [IoSlice::new(message), IoSlice::new(b"\n")];
         let mut parts = &mut parts[..];
@@ -351,6 +362,15 @@ impl Sender {
             format!("cannot send to {}: {}", self.path.display(), cause(error)),
         )
     }
+}
+
+/// The position of the first newline in `bytes`.
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    // `BufRead::skip_until` searches with the standard library's memchr, a word at a step, where
+    // `iter().position()` takes one byte at a time.
+    let mut unread = bytes;
+    let skipped = unread.skip_until(b'\n').ok()?; // a slice reads without error
+    (skipped > 0 && bytes[skipped - 1] == b'\n').then(|| skipped - 1)
 }
 
 /// Looks at `path` until it is a FIFO or the deadline (`None`: none) has passed.
