@@ -249,21 +249,46 @@ class AsyncPipeIOServer:
             when_room = _resolver(loop, woken)
             if self._writer.send(message, when_room):
                 return
-            timer = None
-            if deadline is not None:
-                if loop.time() >= deadline:
-                    self._writer.forget(when_room)
-                    raise BacklogFull(
-                        f"outbound backlog stayed full for {timeout} s: no reader is taking "
-                        f"messages from {self.out_pipe}"
-                    )
-                timer = loop.call_at(deadline, _resolve, woken)
-            try:
-                await woken
-            finally:
-                if timer is not None:
-                    timer.cancel()
+            if deadline is not None and loop.time() >= deadline:
                 self._writer.forget(when_room)
+                raise BacklogFull(
+                    f"outbound backlog stayed full for {timeout} s: no reader is taking "
+                    f"messages from {self.out_pipe}"
+                )
+            await self._woken(woken, deadline, when_room)
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every message sent so far is written into out_pipe (not yet read);
+        False if the timeout came first. A stop ends the wait: what was not written then is
+        dropped (stats.dropped_at_stop)."""
+        self._uncork()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            woken = loop.create_future()
+            when_changed = _resolver(loop, woken)
+            done = self._writer.written(when_changed)
+            if done is not None:
+                return done
+            if deadline is not None and loop.time() >= deadline:
+                self._writer.forget(when_changed)
+                return False
+            if not await self._woken(woken, deadline, when_changed):
+                return False
+
+    async def _woken(
+        self, woken: asyncio.Future[None], deadline: float | None, callback: Callable[[], None]
+    ) -> bool:
+        """Wait for a callback the writer holds, or the deadline; False at the deadline."""
+        loop = asyncio.get_running_loop()
+        timer = None if deadline is None else loop.call_at(deadline, _resolve, woken)
+        try:
+            await woken
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._writer.forget(callback)
+        return deadline is None or loop.time() < deadline
 
     # -- Returning to the loop --------------------------------------------------------------
 

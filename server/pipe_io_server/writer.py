@@ -274,6 +274,20 @@ class Writer:
                 self._wait_for_change(remaining)
             return not self._backlog.pending
 
+    def written(self, when_changed: Callable[[], None]) -> bool | None:
+        """flush() for a caller that may not wait: True once nothing queued (a batch left to
+        the writer thread included) waits to be written, False while stopping with some that
+        does; otherwise None, and when_changed is called once, with the writer locked (it
+        must not block), when the backlog shrinks or the writer stops."""
+        with self._lock:
+            if not (self._backlog.pending or self._batch):
+                return True
+            if self._stopping:
+                return False
+            self._watchers.append(when_changed)
+            self._waiters += 1
+            return None
+
     def prune(self) -> None:
         """Forget the large messages a reader has already taken, without waiting to write."""
         if self._backlog.reclaimable >= PRUNE_BYTES:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import pytest
-from conftest import RawClient, finish, flood, peer, wait_ready
+from conftest import RawClient, finish, peer, wait_ready
 from pipe_io_server import BacklogFull
 from pipe_io_server.aio import AsyncPipeIOServer, ServerStopped
 
@@ -436,6 +436,21 @@ def test_iteration_pushes_back_through_the_bounded_inbox(pipes: tuple[str, str])
     assert got == messages
 
 
+def test_flush_waits_until_the_pipe_holds_everything_sent(pipes: tuple[str, str]) -> None:
+    big = b"x" * 3_000_000  # more than the pipe holds
+
+    async def main() -> tuple[bool, bool, list[bytes]]:
+        async with AsyncPipeIOServer(*pipes) as server:
+            await server.send(b"small")
+            await server.send(big)
+            without_reader = await server.flush(0.3)
+            reader = peer("lines", server.out_pipe, "2")
+            with_reader = await server.flush(10)
+            return without_reader, with_reader, await off_loop(lines_of, reader)
+
+    assert run(main()) == (False, True, [b"small", big])
+
+
 # 11. Concurrent writers
 
 
@@ -588,6 +603,18 @@ READ_ALL = (
 )
 
 
+FLOOD = (
+    "import os, sys, time\n"
+    "fd = os.open(sys.argv[1], os.O_WRONLY)\n"
+    "chunk = (b'f' * 64 + b'\\n') * 1024\n"
+    "end, count = time.monotonic() + float(sys.argv[2]), 0\n"
+    "while time.monotonic() < end:\n"
+    "    view = memoryview(chunk)\n"
+    "    while view:\n"
+    "        view = view[os.write(fd, view):]\n"
+    "    count += 1024\n"
+    "print(count)\n"
+)
 EXCHANGE = (
     "import os, sys\n"
     "in_pipe, out_pipe, size, count = sys.argv[1:3] + [int(a) for a in sys.argv[3:5]]\n"
@@ -625,6 +652,7 @@ async def echo_under_ticker(
     echoing = asyncio.ensure_future(echo(server))
     sent = await load()
     assert await until(lambda: server.stats.sent >= sent, 30)
+    assert await server.flush(30)  # every echo is in the pipe before the stop
     ticking = False
     await tick
     echoing.cancel()
@@ -641,12 +669,13 @@ def test_a_flood_of_64_byte_messages_never_holds_the_loop(
             )
 
             async def load() -> int:
-                writer = flood(server.in_pipe, (b"f" * 64 + b"\n") * 256, 3)
-                await off_loop(writer.wait, 20)
-                return server.stats.received
+                writer = subprocess.Popen(
+                    [sys.executable, "-c", FLOOD, server.in_pipe, "3"], stdout=subprocess.PIPE
+                )
+                out, _ = await off_loop(writer.communicate, None, 20)
+                return int(out)
 
             lags, sent = await echo_under_ticker(server, load)
-            await asyncio.sleep(0.5)  # the last replies reach the pipe before the stop
         out, _ = await off_loop(reader.communicate, None, 20)
         return lags, sent, int(out)
 
@@ -696,6 +725,7 @@ def test_started_inside_a_loop_that_already_runs_other_tasks(pipes: tuple[str, s
 
         async def application() -> bytes | None:
             await asyncio.sleep(0.1)
+            beats.clear()
             async with server:
                 task = asyncio.ensure_future(echo(server))
 
@@ -707,13 +737,15 @@ def test_started_inside_a_loop_that_already_runs_other_tasks(pipes: tuple[str, s
                     return reply
 
                 reply = await off_loop(session)
+                await asyncio.sleep(0.1)
                 task.cancel()
                 return reply
 
         beating = loop.create_task(heartbeat())
         assert loop.run_until_complete(asyncio.wait_for(application(), 20)) == b"hello"
         beating.cancel()
-        assert len(beats) > 10
+        loop.run_until_complete(asyncio.gather(beating, return_exceptions=True))
+        assert len(beats) >= 5, "the loop's other task stood still while the server served"
     finally:
         loop.close()
 

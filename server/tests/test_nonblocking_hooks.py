@@ -178,6 +178,30 @@ def test_a_callable_is_called_at_stop_and_forget_withdraws(pipes: tuple[str, str
         writer.send(b"late", False)
 
 
+def test_written_says_whether_the_pipe_holds_everything_or_calls_back(
+    pipes: tuple[str, str],
+) -> None:
+    server = PipeIOServer(*pipes)
+    server.start()
+    writer = writer_of(server)
+    changed = threading.Event()
+    assert writer.written(changed.set) is True  # nothing queued
+    writer.send(b"waits for a reader")
+    assert writer.written(changed.set) is None
+    reader = peer("lines", server.out_pipe, "1")
+    assert changed.wait(10), "nobody was told that the backlog was written"
+    assert writer.written(changed.set) is True
+    finish(reader)
+    writer.send(b"never read")
+    time.sleep(0.2)  # the reader has gone: it waits for the next one
+    changed.clear()
+    assert writer.written(changed.set) is None
+    server.stop()
+    assert changed.is_set(), "a stop did not end the wait"
+    assert writer.written(changed.set) is True  # nothing waits: it was dropped
+    assert server.stats.dropped_at_stop == 1
+
+
 def test_the_threaded_send_still_waits_then_raises(pipes: tuple[str, str]) -> None:
     with PipeIOServer(*pipes, max_backlog=100, send_timeout=0.2) as server:
         server.send_message(b"x" * 100)
