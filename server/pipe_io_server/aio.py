@@ -4,9 +4,9 @@ The reader and writer threads of PipeIOServer do the FIFO work and keep every gu
 PROTOCOL.md; this module only carries messages between them and the event loop. The reader
 thread queues each read's messages into the bounded inbox as one group; the iterator takes
 a group at a time and hands its messages out one by one, so the loop thread touches a lock
-once per read, not once per message. Neither side ever waits for the other on the loop
-thread: a take that finds the inbox empty, or a send that finds the backlog full, leaves a
-callback that the other thread calls (through call_soon_threadsafe) when that changes.
+once per read, not once per message. Nothing waits on the loop thread: a take that finds
+the inbox empty, or a send that finds the backlog full, leaves a callback that the other
+thread calls (through call_soon_threadsafe) when that changes.
 
 Replies sent while the iterator still holds messages of the same read are collected and
 written together at the latest when the loop thread returns to its event loop, as the

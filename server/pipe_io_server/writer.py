@@ -410,6 +410,8 @@ class Writer:
             self._on_failure("the writer thread", error)
         finally:
             with self._lock:
+                if self._batch:
+                    self._take_batch()  # an event loop's, left to this thread: counted too
                 dropped = self._backlog.clear()
                 if dropped:
                     self._stats.dropped_at_stop += dropped

@@ -237,6 +237,26 @@ def test_a_batch_left_while_the_lock_is_busy_goes_out_whole_and_in_order(
     assert [bytes.fromhex(h.decode()) for h in lines] == [*messages, b"after"]
 
 
+def test_a_batch_left_to_the_writer_thread_is_counted_at_stop(pipes: tuple[str, str]) -> None:
+    server = PipeIOServer(*pipes)
+    server.start()
+    writer = writer_of(server)
+    writer.patient_senders = False
+
+    def owner() -> None:
+        writer.cork()
+        for number in range(10):
+            writer.send(b"never read %d" % number)
+        writer.uncork()
+
+    with writer._lock:  # no reader: the writer thread has no round in which to take it
+        thread = in_thread(owner)
+        thread.join(5)
+    assert len(writer._batch) == 10
+    server.stop()
+    assert (server.stats.sent, server.stats.dropped_at_stop) == (0, 10)
+
+
 # Backlog
 
 
