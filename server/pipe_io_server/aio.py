@@ -117,6 +117,7 @@ class AsyncPipeIOServer:
         self._calls = 0  # calls of __anext__ and send until the next look at the clock
         self._yield_at = 0.0
         self._stopping: asyncio.Future[None] | None = None
+        self._stopper = threading.Thread()  # the thread that stops the server, once started
 
     @property
     def in_pipe(self) -> str:
@@ -152,12 +153,14 @@ class AsyncPipeIOServer:
         if self._stopping is None:
             loop = asyncio.get_running_loop()
             self._stopping = loop.create_future()
-            thread = threading.Thread(
+            self._stopper = threading.Thread(
                 target=self._stop_core, args=(loop, self._stopping), name="pipe_io_server stop"
             )
-            thread.daemon = True
-            thread.start()
+            self._stopper.daemon = True
+            self._stopper.start()
         await asyncio.shield(self._stopping)
+        while self._stopper.is_alive():  # it has resolved the future: it ends at once
+            await asyncio.sleep(0.001)
 
     def _stop_core(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
         try:

@@ -319,6 +319,19 @@ def test_leaving_by_an_exception_stops_within_a_second(pipes: tuple[str, str], s
     assert elapsed < 1.5, f"stopping took {elapsed:.2f} s"
 
 
+def test_no_server_thread_is_left_once_stop_returns(tmp_path: Path) -> None:
+    async def main() -> list[list[str]]:
+        left = []
+        for round_ in range(20):
+            async with AsyncPipeIOServer(str(tmp_path / f"in{round_}"), str(tmp_path / "out")):
+                pass
+            names = [t.name for t in threading.enumerate() if t.name.startswith("pipe_io_server")]
+            left.append(names)
+        return left
+
+    assert run(main()) == [[]] * 20
+
+
 def test_a_cancelled_main_task_stops_the_server(pipes: tuple[str, str]) -> None:
     async def serve() -> None:
         async with AsyncPipeIOServer(*pipes) as server:
