@@ -243,6 +243,18 @@ class AsyncPipeIOServer:
         if not self._writer.send(message, False):
             await self._send_when_room(message)
 
+    def send_nowait(self, message: Message) -> None:
+        """Queue one message if the backlog has room, from the loop or any other thread,
+        without waiting: raises BacklogFull at once otherwise (as asyncio.Queue.put_nowait
+        raises QueueFull), and what send() raises for a bad message or once stopped."""
+        if type(message) is not bytes or (message is not self._handed and LF in message):
+            message = encode(message)
+        if not self._writer.send(message, False):
+            raise BacklogFull(
+                f"outbound backlog is full: no room now for {len(message)} bytes for "
+                f"{self.out_pipe}"
+            )
+
     async def _send_when_room(self, message: bytes) -> None:
         loop = asyncio.get_running_loop()
         timeout = self._send_timeout

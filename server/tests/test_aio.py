@@ -464,6 +464,26 @@ def test_flush_waits_until_the_pipe_holds_everything_sent(pipes: tuple[str, str]
     assert run(main()) == (False, True, [b"small", big])
 
 
+def test_send_nowait_queues_or_refuses_at_once_from_any_thread(pipes: tuple[str, str]) -> None:
+    async def main() -> tuple[float, list[bytes], int]:
+        async with AsyncPipeIOServer(*pipes, max_backlog=1000, send_timeout=5) as server:
+            server.send_nowait(b"a" * 900)
+            started = time.monotonic()
+            with pytest.raises(BacklogFull):
+                server.send_nowait(b"no room")
+            refused_in = time.monotonic() - started
+            reader = peer("lines", server.out_pipe, "2")
+            assert await server.flush(10)  # in the pipe: out of the backlog
+            await off_loop(server.send_nowait, b"from a thread")
+            got = await off_loop(lines_of, reader)
+            return refused_in, got, server.stats.sent
+
+    refused_in, got, sent = run(main())
+    assert refused_in < 1, "send_nowait waited for room"
+    assert got == [b"a" * 900, b"from a thread"]
+    assert sent == 2
+
+
 # 11. Concurrent writers
 
 
