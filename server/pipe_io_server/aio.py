@@ -179,6 +179,18 @@ class AsyncPipeIOServer:
         traceback: TracebackType | None,
     ) -> None:
         await self.stop()
+        self._abandon()
+
+    def _abandon(self) -> None:
+        """Once `async with` is left, what the iteration has not handed out never will be:
+        it is counted as unhandled at stop, as the threaded server counts what a stop cuts
+        off, and the iteration ends."""
+        left = len(self._local)
+        self._local.clear()
+        with contextlib.suppress(EOFError):  # the inbox is closed: take() ends in EOFError
+            while (group := self._inbox.take()) is not None:
+                left += len(group)
+        self._core._not_handled(left)
 
     # -- Receiving --------------------------------------------------------------------------
 

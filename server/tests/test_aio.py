@@ -279,6 +279,27 @@ def test_stop_from_inside_the_loop_body(pipes: tuple[str, str]) -> None:
     assert run(main(), 10) == [b"quit"]
 
 
+def test_messages_never_taken_when_async_with_is_left_count_as_unhandled(
+    pipes: tuple[str, str],
+) -> None:
+    """Left early, the face has received messages it will never hand out: stats tells so,
+    as the threaded server counts the messages a stop cuts off."""
+
+    async def main() -> tuple[list[bytes], list[bytes], int, int]:
+        taken = []
+        async with AsyncPipeIOServer(*pipes) as server:
+            await off_loop(finish, peer("send", server.in_pipe, b"a\nb\nc\nd\ne\n".hex()))
+            assert await until(lambda: server.stats.received == 5)
+            async for message in server:
+                taken.append(message)
+                if len(taken) == 2:
+                    break
+        after = [message async for message in server]
+        return taken, after, server.stats.received, server.stats.unhandled_at_stop
+
+    assert run(main(), 20) == ([b"a", b"b"], [], 5, 3)
+
+
 STATES = ["idle", "a client holds both pipes, one full", "send waiting", "iteration waiting"]
 
 
