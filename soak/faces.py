@@ -55,6 +55,15 @@ class Face(abc.ABC):
         self.send_timeout = send_timeout
         self.handler = handler
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """The server's keyword arguments, whatever the face."""
+        return {
+            "max_message_size": self.max_message_size,
+            "max_backlog": self.max_backlog,
+            "send_timeout": self.send_timeout,
+        }
+
     @abc.abstractmethod
     def start(self) -> None:
         """Serve; both FIFOs exist when it returns."""
@@ -78,13 +87,7 @@ class ThreadedFace(Face):
     """The reference PipeIOServer: a reader and a writer thread, the handler in the reader's."""
 
     def start(self) -> None:
-        self.server = PipeIOServer(
-            self.in_pipe,
-            self.out_pipe,
-            max_message_size=self.max_message_size,
-            max_backlog=self.max_backlog,
-            send_timeout=self.send_timeout,
-        )
+        self.server = PipeIOServer(self.in_pipe, self.out_pipe, **self.options)
         self.server.handle_message = self.handler  # type: ignore[method-assign,assignment]
         self.server.start()
 
@@ -124,13 +127,7 @@ class AsyncFace(Face):
     """
 
     def start(self) -> None:
-        self.server = AsyncPipeIOServer(
-            self.in_pipe,
-            self.out_pipe,
-            max_message_size=self.max_message_size,
-            max_backlog=self.max_backlog,
-            send_timeout=self.send_timeout,
-        )
+        self.server = AsyncPipeIOServer(self.in_pipe, self.out_pipe, **self.options)
         self.handler_errors = 0
         self.halting = False
         self.failure: BaseException | None = None
