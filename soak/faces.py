@@ -38,6 +38,10 @@ Handler = Callable[[bytes], None]
 
 
 class Face(abc.ABC):
+    # The queues bounded by max_backlog that the face holds: the outbound backlog, and the
+    # inbox of received messages where the handler takes them from one.
+    queues = 1
+
     def __init__(
         self,
         in_pipe: str,
@@ -125,6 +129,8 @@ class AsyncFace(Face):
     The face has no handle_message: the handler's exceptions are counted here, as
     PipeIOServer counts its handler's (a reply refused at stop is none).
     """
+
+    queues = 2
 
     def start(self) -> None:
         self.server = AsyncPipeIOServer(self.in_pipe, self.out_pipe, **self.options)
