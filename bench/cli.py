@@ -106,12 +106,16 @@ def _arguments() -> argparse.Namespace:
     add("--seconds", type=float, default=2.0, help="length of each stream (default 2)")
     add("--count", type=int, default=20000, help="ping-pong round trips (default 20000)")
     add("--legacy-python", default=str(ROOT / ".venv-legacy" / "bin" / "python"))
-    add("--smoke", action="store_true", help="seconds long: ours, the floors, the clients; once")
+    add(
+        "--smoke",
+        action="store_true",
+        help="seconds long: ours, its asyncio face, the floors, the clients; once",
+    )
     add("--profile", type=Path, help="folder: sample our server with py-spy in each case")
     add("--output", type=Path, help="folder for latest.json, latest.md and throughput.png")
     args = parser.parse_args()
     if args.smoke:
-        args.cases, args.servers = ",".join(SMOKE_CASES), "floor,ours,pyfloor"
+        args.cases, args.servers = ",".join(SMOKE_CASES), "floor,ours,async,pyfloor"
         args.reps, args.seconds, args.count = 1, 0.3, 300
     if args.reps < 1:
         parser.error("--reps must be at least 1")

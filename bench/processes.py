@@ -40,6 +40,12 @@ def servers(legacy_python: str) -> dict[str, Echo]:
     found = {
         "floor": Echo("floor", "floor", lambda i, o: [str(BUILD / "floor"), i, o, size]),
         "ours": Echo("ours", "ours", lambda i, o: [sys.executable, echo, i, o], makes_fifos=True),
+        "async": Echo(
+            "async",
+            "asyncio",
+            lambda i, o: [sys.executable, echo, "--async", i, o],
+            makes_fifos=True,
+        ),
         "legacy": Echo(
             "legacy", "1.0.3", lambda i, o: [legacy_python, echo, i, o], makes_fifos=True
         ),
@@ -59,7 +65,7 @@ def _ladder_command(step: str, size: str, to_echo: str, from_echo: str) -> list[
 
 # pyfloor, a byte echo in Python with no framing, is what any Python server can reach at
 # best: the one-CPU ping-pong target is judged against it.
-DEFAULT_SERVERS = ["floor", "ours", "legacy", "pyfloor"]
+DEFAULT_SERVERS = ["floor", "ours", "async", "legacy", "pyfloor"]
 SERVER_NAMES = [*DEFAULT_SERVERS, *(f"ladder-{step}" for step in LADDER_STEPS)]
 SERVER_ALIASES = {
     "ladder": ["floor", "pyfloor", *(f"ladder-{step}" for step in LADDER_STEPS), "ours"]

@@ -64,7 +64,7 @@ def _ratio_text(value: dict[str, Any] | None, met: bool | None = None) -> str:
 
 
 def headline_rows(lines: list[dict[str, Any]]) -> list[list[str]]:
-    rows = [["target", "goal", "ours", "1.0.3 (for comparison)"]]
+    rows = [["target", "goal", "ratio", "1.0.3 (for comparison)"]]
     for line in lines:
         if not line["ratio"]:
             continue  # its case or its reference was not run

@@ -11,6 +11,7 @@ same paths), state, writer (for the end-of-file gate), flood, mark, quit.
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import faulthandler
 import json
@@ -55,7 +56,13 @@ class Recorder:
         self.in_pipe_short = False  # the server is waiting out a shortage to reopen in_pipe
         self.connections = self.departures = 0  # out_pipe readers the server saw come and go
         self.counts: dict[str, int] = {}
-        self.last: dict[int, tuple[int, int, int]] = {}  # writer -> (instance, seq, eofs then)
+        # writer -> (instance, seq, the message's place among those the instance handled)
+        self.last: dict[int, tuple[int, int, int]] = {}
+        self.handled_here = 0  # messages the running instance has handled
+        # instance -> (ends of file before it, its stats.received at each of its ends of
+        # file): a face may handle a message after its reader has read on, end of file too.
+        self.eof_marks: dict[int, tuple[int, list[int]]] = {}
+        self.face: Face | None = None  # the running instance, from the start of its start()
         self.floods: list[threading.Thread] = []
         self.flood_full = 0
         self.flood_sent = 0
@@ -68,9 +75,11 @@ class Recorder:
         with self.lock:
             position = self.position
             self.position += 1
+            place = self.handled_here
+            self.handled_here += 1
             if parsed is not None and parsed.tag.startswith("w") and parsed.tag[1:].isdigit():
                 writer = int(parsed.tag[1:])
-                self.last[writer] = (inst, parsed.seq, self.eofs)
+                self.last[writer] = (inst, parsed.seq, place)
                 self.handled.write(
                     f"H {inst} {position} {writer} {parsed.seq} {parsed.size} {parsed.crc}\n"
                 )
@@ -112,6 +121,8 @@ class Recorder:
             if text.startswith("all writers left"):
                 self.eofs += 1
                 self.position += 1
+                if self.face is not None:
+                    self.eof_marks[self.inst][1].append(self.face.stats()["received"])
             elif text.startswith("reader connected"):
                 self.connections += 1
             elif text.startswith("reader left"):
@@ -165,6 +176,8 @@ class Recorder:
             self.inst += 1
             self.connections = self.departures = 0  # a stopped server logs no departure
             self.in_pipe_short = False
+            self.handled_here = 0
+            self.eof_marks[self.inst] = (self.eofs, [])
         inst = self.inst
         server = FACES[args.face](
             args.in_pipe,
@@ -174,6 +187,7 @@ class Recorder:
             send_timeout=args.send_timeout,
             handler=lambda message: self.handle(server, inst, message),
         )
+        self.face = server
         server.start()
         self.server = server
         return {
@@ -234,11 +248,12 @@ class Recorder:
 
     def writer(self, writer: int) -> dict[str, Any]:
         with self.lock:
-            inst, seq, eofs = self.last.get(writer, (0, -1, 0))
+            inst, seq, place = self.last.get(writer, (0, -1, 0))
+            before, marks = self.eof_marks.get(inst, (0, []))
             return {
                 "inst": inst,
                 "seq": seq,
-                "eofs_then": eofs,
+                "eofs_then": before + bisect.bisect_right(marks, place),  # read before it
                 "eofs": self.eofs,
                 "position": self.position,
             }

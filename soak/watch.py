@@ -23,6 +23,8 @@ from typing import Any
 
 from pipe_io_server.framing import MESSAGE_OVERHEAD
 
+from .faces import FACES
+
 MiB = 1024 * 1024
 
 
@@ -175,13 +177,21 @@ def live_bound(args: argparse.Namespace, base: int) -> int:
     """What the server may hold at worst: the bound its limits promise, plus small change.
 
     Inbound: the decoder's parts and their join (2 x max_message_size), the message the
-    handler frames for its echo (1 x). Outbound: the backlog (backlog_bound), the large
+    handler frames for its echo (1 x), and on a face that queues received messages for its
+    handler, that queue (an inbox charged as the backlog is: backlog_bound, and the one
+    message it takes beyond, when empty). Outbound: the backlog (backlog_bound), the large
     message being written into the pipe and the pipe's worth not yet read (1 x + 1 MiB).
     One more message for the instants a message exists twice (a join or a copy under
     way); the rest covers the messages of one 64 KiB read, pipe-sized read buffers and the
     recorder's own log buffers.
     """
-    return int(base + 5 * args.max_message_size + backlog_bound(args.max_backlog) + 8 * MiB)
+    queues = FACES[args.face].queues
+    return int(
+        base
+        + (4 + queues) * args.max_message_size
+        + queues * backlog_bound(args.max_backlog)
+        + 8 * MiB
+    )
 
 
 def rss_bound(args: argparse.Namespace, base: int, base_live: int) -> int:

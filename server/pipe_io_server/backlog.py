@@ -20,6 +20,9 @@ from .framing import LF, MESSAGE_OVERHEAD, NEWLINE
 
 # Small messages are joined into one write of about this size; larger ones go out as is.
 BATCH_BYTES = 64 * 1024
+# Messages pushed together beyond this are kept in groups of about BATCH_BYTES, so that no
+# thread joins a huge group at once, holding the writer's lock and the interpreter meanwhile.
+SPLIT_BYTES = 4 * BATCH_BYTES
 
 
 class BacklogFull(Exception):
@@ -97,8 +100,13 @@ class Backlog:
 
     def push_many(self, messages: list[bytes], size: int) -> None:
         """Queue messages whose lengths add up to `size`, keeping them together."""
-        self._waiting.append(messages)
         self.waiting_cost += _cost(size, len(messages))
+        framed = size + len(messages)
+        if framed <= SPLIT_BYTES:
+            self._waiting.append(messages)
+            return
+        step = max(1, len(messages) * BATCH_BYTES // framed)
+        self._waiting.extend(messages[i : i + step] for i in range(0, len(messages), step))
 
     def wrote(self, framed: bytes, count: int) -> None:
         """One message went straight to the pipe, `count` bytes of `framed` (it and its

@@ -42,8 +42,11 @@ from .stats import Stats
 
 log = logging.getLogger("pipe_io_server")
 
-# A batch of sends goes to the backlog at the latest when it holds this much.
+# A batch of sends goes to the backlog at the latest when it holds this much; a sender that
+# may not wait (an event loop) tries then, and waits for the lock once it holds four times as
+# much: queueing a larger batch at once would cost it more than the wait.
 BATCH_FLUSH_BYTES = 256 * 1024
+BATCH_HOLD_BYTES = 4 * BATCH_FLUSH_BYTES
 # Below this many bytes held for redelivery, prune() leaves the bookkeeping to the next write.
 PRUNE_BYTES = 256 * 1024
 # A larger message is left to the writer thread, so that the caller (often the reader thread)
@@ -96,7 +99,13 @@ class Writer:
         self._backlog = Backlog()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # backlog shrank, or stopping
-        self._waiters = 0  # threads in _wait_for_change()
+        self._waiters = 0  # threads in _wait_for_change(), and _watchers
+        self._watchers: list[Callable[[], None]] = []  # called by _notify(), once each
+        # Senders that may wait release their batch under the lock and write what the pipe
+        # takes. An event loop may not wait: it writes less, and finding the lock busy, it
+        # leaves its batch to the writer thread, which takes it on its next round (up to
+        # BATCH_HOLD_BYTES: the writer thread cannot take it while the pipe is full).
+        self.patient_senders = True
         self._fifo: Fifo | None = None
         self._fd = -1  # the write end of the session in progress, -1 between sessions
         self._held = -1  # a shared FIFO's write end, kept across its sessions
@@ -111,12 +120,18 @@ class Writer:
         self._batch_owner: int | None = None
         self._batch: deque[bytes] = deque()
         self._batch_cost = 0  # the owner's running sum; only it resets the count
+        self._batch_due = BATCH_FLUSH_BYTES  # the cost at which the owner releases it
+        # What other threads took from the batch (its cost), for an owner that does not
+        # release it itself to subtract: only lock holders add, only the owner reads.
+        self._batch_taken = 0
+        self._batch_taken_seen = 0
         # What the batch may cost before max_backlog is reached, read once per batch instead of
         # once per message; -1 once stopping, so that every send takes the checked path.
         self._batch_room = -1
         self._stopping = False
         self._stopped = threading.Event()  # interrupts the waits of a shortage
         self._wake_r = self._wake_w = -1
+        self._wake_lock = threading.Lock()  # nudge() writes to the wake-up pipe; _run closes it
         # Kept to be given up: stop() must open a read end to meet a thread blocked in open(),
         # even when the process has run out of descriptors.
         self._spare = -1
@@ -136,27 +151,35 @@ class Writer:
 
     # -- Sending (any thread) ---------------------------------------------------------------
 
-    def send(self, message: bytes) -> None:
+    def send(self, message: bytes, wait: bool | Callable[[], None] = True) -> bool:
+        """Queue a message; True once queued.
+
+        A full backlog is waited for (up to send_timeout) unless `wait` is False or a
+        callable: then send returns False, the message not queued, and calls the callable
+        once, with the writer locked (it must not block), when the backlog shrinks or the
+        writer stops.
+        """
         if self._batch_owner == _get_ident():
             cost = self._batch_cost + len(message) + MESSAGE_OVERHEAD
             if cost <= self._batch_room:
                 self._batch.append(message)
                 self._batch_cost = cost
-                if cost >= BATCH_FLUSH_BYTES:
-                    self._release_batch()
-                return
+                if cost >= self._batch_due:
+                    self._release_batch(self.patient_senders or cost >= BATCH_HOLD_BYTES)
+                return True
             self._release_batch()
         with self._lock:
             limit = self._max_backlog
             cost = len(message) + MESSAGE_OVERHEAD
-            if limit is not None and self._backlog.waiting_cost + cost > limit:
-                self._wait_for_room(cost, limit)
+            full = limit is not None and self._backlog.waiting_cost + cost > limit
+            if full and not self._make_room(cost, limit, wait):
+                return False
             if self._stopping:
                 self._stats.dropped_at_stop += 1
                 raise ServerStopped("the server is stopped: message not sent")
             if self._batch:
                 # Replies batched before this send was called must leave before it.
-                self._push_batch(_drain(self._batch))
+                self._take_batch()
             self._stats.sent += 1
             backlog, fd = self._backlog, self._fd
             if fd < 0 or len(message) >= DIRECT_WRITE_BYTES:
@@ -164,10 +187,27 @@ class Writer:
                 self._wake()
             elif backlog.pending or self._gone:
                 backlog.push(message)
-                if self._flush():
+                if self._flush(self.patient_senders):
                     self._wake()
             else:
                 self._write_alone(fd, message + NEWLINE)
+            return True
+
+    def forget(self, when_room: Callable[[], None]) -> None:
+        """Withdraw a callable given to send() that has not been called yet."""
+        with self._lock:
+            if when_room in self._watchers:
+                self._watchers.remove(when_room)
+                self._waiters -= 1
+
+    def _notify(self) -> None:
+        """The backlog shrank, or stopping (lock held): wake whoever waits for it."""
+        self._changed.notify_all()
+        if self._watchers:
+            watchers, self._watchers = self._watchers, []
+            self._waiters -= len(watchers)
+            for when_room in watchers:
+                when_room()
 
     def _write_alone(self, fd: int, framed: bytes) -> None:
         """The request-reply path: a lone small message, written at once by its sender with
@@ -184,6 +224,19 @@ class Writer:
             self._wake()
         elif self._backlog.reclaimable > self._capacity:
             self._acknowledge()
+
+    def _make_room(self, cost: int, limit: int | None, wait: bool | Callable[[], None]) -> bool:
+        """The backlog is full (lock held): wait for room if `wait` is True; otherwise False
+        unless the message is accepted anyway, and a callable `wait` is called later."""
+        assert limit is not None
+        if wait is True:
+            self._wait_for_room(cost, limit)
+        elif not self._stopping and self._backlog.waiting_cost:
+            if wait is not False:
+                self._watchers.append(wait)
+                self._waiters += 1
+            return False
+        return True
 
     def _wait_for_room(self, cost: int, limit: int) -> None:
         deadline = None if self._send_timeout is None else time.monotonic() + self._send_timeout
@@ -221,6 +274,20 @@ class Writer:
                 self._wait_for_change(remaining)
             return not self._backlog.pending
 
+    def written(self, when_changed: Callable[[], None]) -> bool | None:
+        """flush() for a caller that may not wait: True once nothing queued (a batch left to
+        the writer thread included) waits to be written, False while stopping with some that
+        does; otherwise None, and when_changed is called once, with the writer locked (it
+        must not block), when the backlog shrinks or the writer stops."""
+        with self._lock:
+            if not (self._backlog.pending or self._batch):
+                return True
+            if self._stopping:
+                return False
+            self._watchers.append(when_changed)
+            self._waiters += 1
+            return None
+
     def prune(self) -> None:
         """Forget the large messages a reader has already taken, without waiting to write."""
         if self._backlog.reclaimable >= PRUNE_BYTES:
@@ -232,16 +299,31 @@ class Writer:
         if self._fd >= 0:
             self._backlog.acknowledge(_unread(self._fd))
 
-    # -- Batching (the reader thread, while it dispatches the messages of one read) ---------
+    # -- Batching (the reader thread while it dispatches the messages of one read, or an
+    # event loop while it hands them out) ---------------------------------------------------
 
     def cork(self) -> None:
         """Collect this thread's sends until uncork()."""
+        if not self.patient_senders:
+            taken = self._batch_taken  # read before waiting_cost (in _room): never too little
+            self._batch_cost -= taken - self._batch_taken_seen
+            self._batch_taken_seen = taken
         self._batch_room = self._room()
         self._batch_owner = _get_ident()
 
     def uncork(self) -> None:
         self._batch_owner = None
-        self._release_batch()
+        if not self._release_batch(self.patient_senders):
+            self._nudge()
+
+    def _nudge(self) -> None:
+        """Have the writer thread take the batch, if it is idle: otherwise it takes the batch
+        on its next round anyway."""
+        if self._batch and self._idle:
+            with self._wake_lock:
+                if self._wake_w >= 0:
+                    with contextlib.suppress(BlockingIOError):
+                        os.write(self._wake_w, b"!")
 
     def _room(self) -> int:
         if self._stopping:
@@ -249,14 +331,29 @@ class Writer:
         limit = self._max_backlog
         return sys.maxsize if limit is None else limit - self._backlog.waiting_cost
 
-    def _release_batch(self) -> None:
-        self._batch_cost = 0
-        with self._lock:
+    def _release_batch(self, wait: bool = True) -> bool:
+        """Queue the batch; False, the batch kept, if the lock is busy and `wait` False."""
+        if not self._lock.acquire(wait):
+            self._batch_due = self._batch_cost + BATCH_FLUSH_BYTES  # not on every send
+            return False
+        try:
+            self._batch_cost = 0
+            self._batch_due = BATCH_FLUSH_BYTES
             batch, self._batch = self._batch, deque()
+            self._batch_taken_seen = self._batch_taken
             self._push_batch(list(batch))
             self._batch_room = self._room()
-            if self._flush() if self._fd >= 0 else self._backlog.pending:
+            if self._flush(self.patient_senders) if self._fd >= 0 else self._backlog.pending:
                 self._wake()
+        finally:
+            self._lock.release()
+        return True
+
+    def _take_batch(self) -> None:
+        """Queue the batch of another thread, which may still be appending to it (lock held)."""
+        taken = _drain(self._batch)
+        self._batch_taken += sum(map(len, taken)) + len(taken) * MESSAGE_OVERHEAD
+        self._push_batch(taken)
 
     def _push_batch(self, batch: list[bytes]) -> None:
         # send_message returned for each of them: they were sent, whatever happens next.
@@ -273,12 +370,18 @@ class Writer:
             self._idle = False
             os.write(self._wake_w, b"!")
 
-    def _flush(self) -> bool:
-        """Write what the pipe takes now; True when bytes are left for the writer thread."""
+    def _flush(self, eager: bool = True) -> bool:
+        """Write what the pipe takes now; True when bytes are left for the writer thread.
+
+        Eager, it writes on while a reader keeps taking, up to a pipe's worth, so the lock is
+        never held long. Otherwise (a sender that may not wait) it writes less, and stops once
+        the pipe is full: after each write it may wait for the interpreter's lock.
+        """
         backlog = self._backlog
         before = backlog.waiting_cost
-        buffers = backlog.buffers()
-        while buffers and not self._gone:
+        buffers = backlog.buffers()  # the backlog's own list: sent() leaves in it what is left
+        budget = self._capacity if eager else BATCH_FLUSH_BYTES
+        while buffers and not self._gone and budget > 0:
             try:
                 count = os.writev(self._fd, buffers)
             except BlockingIOError:
@@ -288,12 +391,15 @@ class Writer:
                 break
             backlog.sent(count)
             resources.note(count)
+            budget -= count
+            if buffers and not eager:
+                break  # the pipe took part of it: it is full
             if backlog.reclaimable > self._capacity:
                 # Bounds the memory held for redelivery to about one pipe's worth.
                 self._acknowledge()
             buffers = backlog.buffers()
         if self._waiters and (backlog.waiting_cost != before or not buffers):
-            self._changed.notify_all()
+            self._notify()
         return bool(buffers) or self._gone
 
     # -- Sessions (the writer thread) -------------------------------------------------------
@@ -305,6 +411,8 @@ class Writer:
             self._on_failure("the writer thread", error)
         finally:
             with self._lock:
+                if self._batch:
+                    self._take_batch()  # an event loop's, left to this thread: counted too
                 dropped = self._backlog.clear()
                 if dropped:
                     self._stats.dropped_at_stop += dropped
@@ -313,9 +421,10 @@ class Writer:
                     os.close(fd)
                 self._fd = self._held = self._spare = -1
                 if self._stopping:  # stop() wrote its wake-up under this lock: none will follow
-                    os.close(self._wake_r)
-                    os.close(self._wake_w)
-                    self._wake_r = self._wake_w = -1
+                    with self._wake_lock:
+                        os.close(self._wake_r)
+                        os.close(self._wake_w)
+                        self._wake_r = self._wake_w = -1
 
     def _sessions(self) -> None:
         assert self._fifo is not None
@@ -373,11 +482,10 @@ class Writer:
             with self._lock:
                 if self._stopping:
                     return
-                self._flush()
+                self._flush_round()
                 if self._gone and self._left(fd, private):
                     return
                 self._gone = False
-                self._idle = not self._backlog.pending
                 poller.modify(fd, 0 if self._idle else select.POLLOUT)
                 reclaiming = self._idle and self._backlog.reclaimable >= PRUNE_BYTES
             events = poller.poll(reclaim_ms if reclaiming else resources.quiet_ms())
@@ -401,6 +509,15 @@ class Writer:
                     with self._lock:
                         if self._left(fd, private):
                             return
+
+    def _flush_round(self) -> None:
+        """Write what the pipe takes, and say whether anything is left to do (lock held)."""
+        takes_batch = not self.patient_senders
+        if takes_batch and self._batch:
+            self._take_batch()
+        self._flush()
+        # Idle, unless a batch came meanwhile: its owner nudges only an idle thread.
+        self._idle = not self._backlog.pending and not (takes_batch and self._batch)
 
     def _left(self, fd: int, private: bool) -> bool:
         """The one path for a reader's departure (lock held); False if another reader has the
@@ -458,7 +575,7 @@ class Writer:
             self._stopping = True
             self._stopped.set()
             self._batch_room = -1
-            self._changed.notify_all()
+            self._notify()
             if self._wake_w >= 0:
                 # Unconditionally: the thread may be waiting for POLLOUT on a full pipe.
                 with contextlib.suppress(BlockingIOError):
