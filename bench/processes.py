@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
+from .aioladder import STEPS as AIO_STEPS  # the least an asyncio server pays
 from .cases import BENCH, BUILD, PIPE_SIZE, ROOT, BenchError, Case
 from .ladder import STEPS as LADDER_STEPS  # from the Python floor to ours (bench-profile)
 
@@ -56,19 +57,29 @@ def servers(legacy_python: str) -> dict[str, Echo]:
     for step in LADDER_STEPS:
         command = partial(_ladder_command, step, size)
         found[f"ladder-{step}"] = Echo(f"ladder-{step}", f"+{step}", command)
+    for step in AIO_STEPS:
+        command = partial(_ladder_command, step, size, module="bench.aioladder")
+        found[f"aio-{step}"] = Echo(f"aio-{step}", f"asyncio {step}", command)
     return found
 
 
-def _ladder_command(step: str, size: str, to_echo: str, from_echo: str) -> list[str]:
-    return [sys.executable, "-m", "bench.ladder", step, to_echo, from_echo, size]  # from ROOT
+def _ladder_command(
+    step: str, size: str, to_echo: str, from_echo: str, module: str = "bench.ladder"
+) -> list[str]:
+    return [sys.executable, "-m", module, step, to_echo, from_echo, size]  # from ROOT
 
 
 # pyfloor, a byte echo in Python with no framing, is what any Python server can reach at
 # best: the one-CPU ping-pong target is judged against it.
 DEFAULT_SERVERS = ["floor", "ours", "async", "legacy", "pyfloor"]
-SERVER_NAMES = [*DEFAULT_SERVERS, *(f"ladder-{step}" for step in LADDER_STEPS)]
+SERVER_NAMES = [
+    *DEFAULT_SERVERS,
+    *(f"ladder-{step}" for step in LADDER_STEPS),
+    *(f"aio-{step}" for step in AIO_STEPS),
+]
 SERVER_ALIASES = {
-    "ladder": ["floor", "pyfloor", *(f"ladder-{step}" for step in LADDER_STEPS), "ours"]
+    "ladder": ["floor", "pyfloor", *(f"ladder-{step}" for step in LADDER_STEPS), "ours"],
+    "aioladder": ["pyfloor", *(f"aio-{step}" for step in AIO_STEPS), "ours", "async"],
 }
 
 
