@@ -8,7 +8,7 @@ from dataclasses import dataclass
 @dataclass
 class Stats:
     received: int = 0  # messages handed to handle_message (or the recv_message queue)
-    sent: int = 0  # messages accepted by send_message
+    sent: int = 0  # messages accepted by send_message, dropped_at_stop included
     redelivered: int = 0  # messages written again because their reader left before taking them
     tails_discarded: int = 0  # unterminated tails left by clients that closed in_pipe
     oversized_discarded: int = 0  # incoming messages longer than max_message_size
