@@ -26,22 +26,24 @@ QUIET_MS = 100
 # Out of descriptors (per process, system-wide) or of kernel memory: worth waiting out.
 SHORTAGES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
-# glibc's mallopt parameter, and the size from which blocks are mapped on their own: a freed
-# message of a MiB or more then goes back to the system at once, and glibc's rising threshold
-# cannot leave tens of MiB of freed messages in the heap.
-M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 1024 * 1024
-
+# glibc's mallopt parameter for the number of malloc arenas. malloc_trim() gives back the
+# free top of the main arena's heap but not of the arenas glibc makes for other threads, where
+# the server's threads would leave their freed large messages; with one arena, every freed
+# message is where a trim reaches it. Large blocks stay in the heap (glibc's own rising mmap
+# threshold), so a stream of large messages reuses memory instead of mapping and faulting in
+# each message anew.
+M_ARENA_MAX = -8
 _libc_name = ctypes.util.find_library("c")
 _libc = ctypes.CDLL(_libc_name) if _libc_name else None
 _malloc_trim: Callable[[int], int] | None = getattr(_libc, "malloc_trim", None)  # glibc only
 _mallopt: Callable[[int, int], int] | None = getattr(_libc, "mallopt", None)
 
 
-def map_large_blocks() -> None:
-    """Fix the threshold (once per process; harmless to repeat, a no-op without glibc)."""
+def one_arena() -> None:
+    """Keep every thread's blocks in the main arena (a no-op without glibc); the server's
+    threads allocate under the interpreter's lock, so they do not contend for it."""
     if _mallopt is not None:
-        _mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        _mallopt(M_ARENA_MAX, 1)
 
 
 _traffic = 0

@@ -128,7 +128,7 @@ class _PipeServer:
             if not self._manage_pipes:
                 self._open_fifos()
             self._state = "running"
-        resources.map_large_blocks()
+        resources.one_arena()
         try:
             fifos = iter(self._fifos)
             if self._in_pipe is not None:

@@ -297,7 +297,11 @@ class Writer:
     def _acknowledge(self) -> None:
         """Forget what the reader has taken (lock held, a reader connected)."""
         if self._fd >= 0:
-            self._backlog.acknowledge(_unread(self._fd))
+            backlog = self._backlog
+            held = backlog.reclaimable
+            backlog.acknowledge(_unread(self._fd))
+            # Freed while idle, after the last trim maybe: the next quiet moment trims again.
+            resources.note(held - backlog.reclaimable)
 
     # -- Batching (the reader thread while it dispatches the messages of one read, or an
     # event loop while it hands them out) ---------------------------------------------------
