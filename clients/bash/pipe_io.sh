@@ -79,8 +79,8 @@ _pio_milliseconds() { # SECONDS VARIABLE: sets VARIABLE to SECONDS in whole mill
 
 # pio_open RECV_PIPE SEND_PIPE [WAIT]
 # Opens the pipe to receive from (the server's out_pipe) and the pipe to send to (the
-# server's in_pipe); either may be left out to open one side only. Opening blocks until
-# the server has its end open, whichever side starts first.
+# server's in_pipe). Opening blocks until the server has its end open, whichever side
+# starts first.
 # Pass "" or - to leave a side out. WAIT, in seconds (default 0), lets the server create the
 # pipes later: each path is looked at every 20 ms until it is a FIFO, for up to WAIT seconds
 # in all, before the opens.

@@ -37,8 +37,8 @@ typedef struct pio_conn {
 
 /*
  * Opens the pipe to receive from (the server's out_pipe) and the pipe to send to (the
- * server's in_pipe); either may be left out to open one side only. Opening blocks until
- * the server has its end open, whichever side starts first.
+ * server's in_pipe). Opening blocks until the server has its end open, whichever side
+ * starts first.
  * Pass NULL for a side you do not need. Both paths are checked, the send path first,
  * before either open blocks; then the send side is opened, then the receive side.
  * Returns 0, or -1 with errno set and conn->error naming the path and the cause:

@@ -204,8 +204,8 @@ public:
     connection() = default;
 
     // Opens the pipe to receive from (the server's out_pipe) and the pipe to send to
-    // (the server's in_pipe); either may be left out to open one side only. Opening
-    // blocks until the server has its end open, whichever side starts first.
+    // (the server's in_pipe). Opening blocks until the server has its end open,
+    // whichever side starts first.
     // Pass std::nullopt for a side you do not need. The send pipe is opened first.
     //
     // With a wait, each path is polled (every 20 ms) until it exists and is a FIFO, for up to

@@ -62,9 +62,8 @@ namespace Pipe.IO
 
         /// <summary>
         /// Opens the pipe to receive from (the server's out_pipe) and the pipe to send
-        /// to (the server's in_pipe); either may be left out to open one side only.
-        /// Opening blocks until the server has its end open, whichever side starts
-        /// first.
+        /// to (the server's in_pipe). Opening blocks until the server has its end open,
+        /// whichever side starts first.
         /// </summary>
         /// <param name="recvPath">The pipe to receive from (the server's out_pipe), or null.</param>
         /// <param name="sendPath">The pipe to send to (the server's in_pipe), or null.</param>

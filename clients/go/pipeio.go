@@ -126,8 +126,8 @@ func Wait(d time.Duration) Option {
 // Open connects to a server.
 //
 // Opens the pipe to receive from (the server's out_pipe) and the pipe to send to (the
-// server's in_pipe); either may be left out to open one side only. Opening blocks until
-// the server has its end open, whichever side starts first.
+// server's in_pipe). Opening blocks until the server has its end open, whichever side
+// starts first.
 // Pass "" for a side you do not need. The send pipe is opened first, then the receive pipe.
 //
 // Opening fails with an error that names the path and the cause: missing, not a FIFO,

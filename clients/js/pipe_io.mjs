@@ -233,8 +233,8 @@ export class PipeIO {
 
   /**
    * Opens the pipe to receive from (the server's out_pipe) and the pipe to send to (the
-   * server's in_pipe); either may be left out to open one side only. Opening blocks
-   * until the server has its end open, whichever side starts first.
+   * server's in_pipe). Opening blocks until the server has its end open, whichever side
+   * starts first.
    * Both paths are checked, the send path first, before either open blocks; then the send
    * pipe is opened, then the receive pipe.
    * With `wait` (milliseconds), each path is looked at every 20 ms until it is a FIFO, for

@@ -60,8 +60,8 @@ class PipeIO:
     """A connection to a pipe-io-server: one pipe to receive from, one to send to.
 
     Opens the pipe to receive from (the server's out_pipe) and the pipe to send to (the
-    server's in_pipe); either may be left out to open one side only. Opening blocks
-    until the server has its end open, whichever side starts first.
+    server's in_pipe). Opening blocks until the server has its end open, whichever side
+    starts first.
     The send pipe is opened first, then the receive pipe: that order also meets a server
     which opens its in_pipe before its out_pipe.
 

@@ -36,8 +36,8 @@ DOCS: dict[str, str] = {
     ),
     "open": (
         "Opens the pipe to receive from (the server's out_pipe) and the pipe to send to (the "
-        "server's in_pipe); either may be left out to open one side only. Opening blocks until "
-        "the server has its end open, whichever side starts first."
+        "server's in_pipe). Opening blocks until the server has its end open, whichever side "
+        "starts first."
     ),
     "send": (
         "Sends one message: writes it followed by a newline and flushes at once. A message that "
@@ -49,6 +49,19 @@ DOCS: dict[str, str] = {
         "tail left at end of stream is not a message and is dropped."
     ),
     "each": "Calls the handler with every message received, until end of stream.",
+    # A host for trying an echo example: `pipe-io-server serve` is an echo too, and two echoes
+    # wait for each other's first message for ever.
+    "try_host": (
+        "python3 -c 'import pipe_io_server as p; s = p.PipeIOServer(\"/tmp/app-in\", "
+        "\"/tmp/app-out\"); s.start(); s.send_message(\"hello\"); "
+        "print(s.recv_message(timeout=10)); s.stop()' &"
+    ),
+    "try_note": (
+        "The host (any Python with pipe-io-server installed) sends one message, prints the echo "
+        "(`b'hello'`) and stops; the echo then sees end of stream and exits 0. "
+        "`pipe-io-server serve` would not do here: it is an echo too, and two echoes wait for "
+        "each other's first message."
+    ),
     "close": "Closes both pipes. The server sees end of file on its in_pipe.",
     "errors": (
         "Opening fails with an error that names the path and the cause: missing, not a FIFO, "

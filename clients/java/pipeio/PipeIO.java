@@ -119,8 +119,8 @@ public final class PipeIO implements Closeable {
 
     /**
      * Opens the pipe to receive from (the server's out_pipe) and the pipe to send to
-     * (the server's in_pipe); either may be left out to open one side only. Opening
-     * blocks until the server has its end open, whichever side starts first.
+     * (the server's in_pipe). Opening blocks until the server has its end open,
+     * whichever side starts first.
      *
      * <p>Each path is looked at every 20 ms until it is a FIFO, for up to {@code wait} in all,
      * so the server may create its pipes after this call starts. Then both paths are checked,

@@ -52,8 +52,8 @@ const CHUNK: usize = 64 * 1024;
 const LOOK_AGAIN: Duration = Duration::from_millis(20);
 
 /// Opens the pipe to receive from (the server's out_pipe) and the pipe to send to (the
-/// server's in_pipe); either may be left out to open one side only. Opening blocks
-/// until the server has its end open, whichever side starts first.
+/// server's in_pipe). Opening blocks until the server has its end open, whichever side
+/// starts first.
 ///
 /// One side alone: [`Receiver::open`], [`Sender::open`].
 ///
