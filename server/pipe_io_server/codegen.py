@@ -52,8 +52,8 @@ DOCS: dict[str, str] = {
     # A host for trying an echo example: `pipe-io-server serve` is an echo too, and two echoes
     # wait for each other's first message for ever.
     "try_host": (
-        "python3 -c 'import pipe_io_server as p; s = p.PipeIOServer(\"/tmp/app-in\", "
-        "\"/tmp/app-out\"); s.start(); s.send_message(\"hello\"); "
+        'python3 -c \'import pipe_io_server as p; s = p.PipeIOServer("/tmp/app-in", '
+        '"/tmp/app-out"); s.start(); s.send_message("hello"); '
         "print(s.recv_message(timeout=10)); s.stop()' &"
     ),
     "try_note": (
