@@ -114,8 +114,13 @@ class PipeIO:
         """Sends one message: writes it followed by a newline and flushes at once. A
         message that contains a newline is refused.
 
-        Raises ValueError for a message with a newline, BrokenPipeError once the server is gone.
+        Raises TypeError for anything but bytes-like (text goes through send_text), ValueError
+        for a message with a newline, BrokenPipeError once the server is gone.
         """
+        if type(message) is not bytes and not isinstance(message, (bytearray, memoryview)):
+            raise TypeError(
+                f"send takes bytes, not {type(message).__name__}: send text with send_text"
+            )
         if b"\n" in message:
             raise ValueError("a message cannot contain a newline (0x0A): it is the delimiter")
         fd = self._fd(self._send_fd, "send")

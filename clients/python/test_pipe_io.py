@@ -216,6 +216,15 @@ def test_newline_in_a_message_is_refused(fifo: Path) -> None:
     assert reader() == b"fine\n"
 
 
+def test_text_given_to_send_is_refused_naming_send_text(fifo: Path) -> None:
+    reader = background(lambda: read_raw(fifo))
+    with PipeIO(None, fifo) as pio:
+        with pytest.raises(TypeError, match="send_text"):
+            pio.send("text")  # type: ignore[arg-type]
+        pio.send(b"fine")
+    assert reader() == b"fine\n"
+
+
 def test_send_after_the_server_left_raises_broken_pipe(fifo: Path) -> None:
     reader = background(lambda: os.close(os.open(fifo, os.O_RDONLY)))
     with PipeIO(None, fifo) as pio:

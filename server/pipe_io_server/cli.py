@@ -225,6 +225,10 @@ class _Session:
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    # The signal handler only sets a flag (it may not take a lock: it runs on the main thread
+    # inside whatever that thread was doing, Event.wait() with the event's lock held included),
+    # so the main thread looks at the flag this often.
+    SIGNAL_POLL = 0.05
     # After CMD exits: how long its output may still come, and wait for a reader.
     OUTPUT_GRACE = 1.0
     DRAIN_TIMEOUT = 10.0
@@ -241,7 +245,7 @@ class _Session:
         self.bridge = bridge
         self.ready = ready
         self.managed = managed
-        self.interrupted = threading.Event()
+        self.signalled = False
         self.ended = ended
 
     def run(self) -> int:
@@ -255,8 +259,9 @@ class _Session:
                 self.bridge.start()
                 threading.Thread(target=self._watch, daemon=True).start()
             self._announce()
-            self.ended.wait()
-            if self.bridge and not self.interrupted.is_set() and not self.bridge.failure:
+            while not self.ended.wait(self.SIGNAL_POLL) and not self.signalled:
+                pass
+            if self.bridge and not self.signalled and not self.bridge.failure:
                 self._finish_output()
         finally:
             self.server.stop()
@@ -267,7 +272,7 @@ class _Session:
                     self.ready.unlink()
         if self.server.stats.error or (self.bridge and self.bridge.failure):
             return 1
-        if self.bridge and not self.interrupted.is_set():
+        if self.bridge and not self.signalled:
             return self.bridge.status()
         return 0
 
@@ -292,11 +297,12 @@ class _Session:
         assert self.bridge is not None
         deadline = time.monotonic() + self.OUTPUT_GRACE
         while not self.bridge.output_done.is_set() and time.monotonic() < deadline:
-            if self.interrupted.wait(0.02):
+            if self.signalled:
                 return
+            time.sleep(0.02)
         deadline = time.monotonic() + self.DRAIN_TIMEOUT
         while not self.server.flush(0.05):
-            if self.interrupted.is_set():
+            if self.signalled:
                 return
             if time.monotonic() > deadline:
                 log.warning(
@@ -307,10 +313,9 @@ class _Session:
                 return
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.interrupted.is_set():
+        if self.signalled:
             self._abort(signum)
-        self.interrupted.set()
-        self.ended.set()
+        self.signalled = True
 
     def _abort(self, signum: int) -> NoReturn:
         if self.bridge:

@@ -7,11 +7,14 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from conftest import connect, serve
 from pipe_io_server import codegen
+from pipe_io_server.cli import _Session
+from pipe_io_server.server import PipeIOServer
 
 
 def test_serve_echoes_and_sigterm_removes_the_pipes(tmp_path: Path) -> None:
@@ -149,3 +152,22 @@ def test_bad_arguments_give_one_line_naming_the_cause(
     assert result.returncode != 0
     assert result.stderr.count("\n") == 1 and cause in result.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_a_stop_signal_takes_no_lock_the_interrupted_main_thread_may_hold(tmp_path: Path) -> None:
+    """A signal handler runs on the main thread between two bytecodes of whatever it was
+    doing, for instance inside Event.wait() with the event's lock held: a handler that sets
+    an Event then waits for that lock for ever (seen as serve ignoring SIGINT, 1 run in 200)."""
+    ended = threading.Event()
+    session = _Session(
+        PipeIOServer(str(tmp_path / "in"), str(tmp_path / "out")), None, None, True, ended
+    )
+    handled = threading.Event()
+
+    def signal_inside_the_wait() -> None:
+        with ended._cond:  # type: ignore[attr-defined]  # where Event.wait() holds it
+            session._on_signal(signal.SIGTERM, None)
+        handled.set()
+
+    threading.Thread(target=signal_inside_the_wait, daemon=True).start()
+    assert handled.wait(5), "the signal handler blocked on a lock its own thread held"
