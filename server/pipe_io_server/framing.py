@@ -6,10 +6,11 @@ pure lets the property tests explore every way a stream can be cut into reads.
 
 from __future__ import annotations
 
+import ctypes
 import io
 import select
 from dataclasses import dataclass
-from typing import Union
+from typing import Callable, Union
 
 PROTOCOL_VERSION = "2"
 NEWLINE = b"\n"
@@ -21,6 +22,23 @@ MESSAGE_OVERHEAD = 64
 PIPE_BUF: int = getattr(select, "PIPE_BUF", 4096)
 
 Message = Union[bytes, bytearray, memoryview, str]
+
+
+def _blank_bytes() -> Callable[[int], bytes]:
+    """A maker of bytes objects whose contents are left unset (CPython's documented
+    PyBytes_FromStringAndSize(NULL, n)): a message read in place overwrites every byte it
+    keeps, and bytes(n) would first zero the whole buffer, a pass over a multi-MiB message
+    made while the interpreter's lock is held."""
+    api = getattr(ctypes, "pythonapi", None)
+    make = getattr(api, "PyBytes_FromStringAndSize", None)
+    if make is None:
+        return bytes
+    make.restype = ctypes.py_object
+    make.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
+    return lambda size: make(None, size)
+
+
+_blank = _blank_bytes()
 
 
 def encode(message: Message) -> bytes:
@@ -186,7 +204,7 @@ class Decoder:
         if needed <= self._capacity:
             return
         capacity = max(needed, 2 * self._capacity, self._expected)
-        grown = io.BytesIO(bytes(capacity))  # calloc'd: a page costs memory once written
+        grown = io.BytesIO(_blank(capacity))  # only bytes that were read are ever handed out
         if self._held is not None and kept:
             with self._held.getbuffer() as old:
                 grown.write(old[:kept])
