@@ -1,12 +1,13 @@
-"""The asyncio face: `async with`, `async for`, `await send()`, on the threaded server.
+"""The asyncio face: `async with`, `async for`, `await send()`, on the server's own parts.
 
-The reader and writer threads of PipeIOServer do the FIFO work and keep every guarantee of
-PROTOCOL.md; this module only carries messages between them and the event loop. The reader
-thread queues each read's messages into the bounded inbox as one group; the iterator takes
-a group at a time and hands its messages out one by one, so the loop thread touches a lock
-once per read, not once per message. Nothing waits on the loop thread: a take that finds
-the inbox empty, or a send that finds the backlog full, leaves a callback that the other
-thread calls (through call_soon_threadsafe) when that changes.
+The reader's work runs in the event loop: the loop watches in_pipe and each wake-up calls
+Reader.pump(), the threaded server's own reading, framing and reopening, which queues a
+read's messages as one group in the intake for `async for`. Sends go to the threaded
+server's writer, whose thread serves the readers of out_pipe and keeps every guarantee of
+PROTOCOL.md on that side. So a request costs one wake-up of the loop, as it costs the
+threaded server one of its reader thread. Nothing waits on the loop thread: a send that
+finds the backlog full leaves a callback that the writer thread calls (through
+call_soon_threadsafe) when there is room.
 
 Replies sent while the iterator still holds messages of the same read are collected and
 written together at the latest when the loop thread returns to its event loop, as the
@@ -29,8 +30,10 @@ from collections import deque
 from types import TracebackType
 from typing import Any, Callable
 
+from . import resources
 from .backlog import BacklogFull
-from .framing import DEFAULT_MAX_MESSAGE_SIZE, LF, Message, encode
+from .framing import DEFAULT_MAX_MESSAGE_SIZE, LF, MESSAGE_OVERHEAD, Message, encode
+from .reader import AT_ONCE, READABLE, Reader
 from .server import DEFAULT_MAX_BACKLOG, DEFAULT_PERMISSIONS, DEFAULT_SEND_TIMEOUT, PipeIOServer
 from .stats import Stats
 from .writer import ServerStopped
@@ -61,18 +64,187 @@ def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> 
     return resolve
 
 
-class _Core(PipeIOServer):
-    """The threaded server, whose reader thread queues each read whole for the iterator,
-    and whose writer thread takes the loop's batches: the loop thread never waits for its
-    lock to release one."""
+def _cost(messages: deque[bytes] | list[bytes]) -> int:
+    return sum(map(len, messages)) + len(messages) * MESSAGE_OVERHEAD
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+
+class _Intake:
+    """The in_pipe side on the event loop: pumps the reader when the loop sees in_pipe
+    readable, and keeps each read's messages, as one group, until the iteration takes it.
+
+    Holding max_backlog bytes or more, it stops watching in_pipe until the iteration takes
+    some: the pipe fills and the writing client waits, as the threaded server's bounded
+    inbox makes it.
+    """
+
+    def __init__(self, max_bytes: int | None, on_error: Callable[[BaseException], None]) -> None:
+        self._groups: deque[tuple[deque[bytes], int]] = deque()
+        self._cost = 0  # payload plus MESSAGE_OVERHEAD per message
+        self._max_bytes = max_bytes
+        self._on_error = on_error
+        self._waiters: list[asyncio.Future[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reader: Reader | None = None
+        self._watched = -1  # the descriptor the loop watches for the reader
+        self._timer: asyncio.Handle | None = None  # a pump due without readiness
+        self._paused: float | None = None  # what the last pump asked for, while full
+        self._reads = 0
+        self._quiet: asyncio.TimerHandle | None = None
+        self._quiet_since = 0
+        self.closed = False
+
+    def watch(self, loop: asyncio.AbstractEventLoop, reader: Reader) -> None:
+        self._loop, self._reader = loop, reader
+        self._follow(READABLE)
+
+    def _pump(self) -> None:
+        self._timer = None
+        assert self._reader is not None
+        try:
+            wait = self._reader.pump()
+        except Exception as error:
+            self.close()
+            self._on_error(error)
+            return
+        self._reads += 1
+        if self._quiet is None and resources.quiet_ms() is not None:
+            self._arm_quiet()
+        self._follow(wait)
+
+    def _follow(self, wait: float) -> None:
+        """Arrange the next pump as the reader asked."""
+        reader, loop = self._reader, self._loop
+        assert reader is not None and loop is not None
+        if self.closed:
+            return
+        if self._full():
+            self._unwatch()
+            self._paused = wait
+        elif wait == READABLE:
+            if self._watched != reader.fd:
+                self._unwatch()
+                loop.add_reader(reader.fd, self._pump)
+                self._watched = reader.fd
+        else:
+            self._unwatch()
+            self._timer = (
+                loop.call_soon(self._pump) if wait == AT_ONCE else loop.call_later(wait, self._pump)
+            )
+
+    def _unwatch(self) -> None:
+        if self._watched >= 0:
+            assert self._loop is not None
+            self._loop.remove_reader(self._watched)
+            self._watched = -1
+
+    def _full(self) -> bool:
+        return self._max_bytes is not None and self._cost > 0 and self._cost >= self._max_bytes
+
+    def _arm_quiet(self) -> None:
+        assert self._loop is not None
+        self._quiet_since = self._reads
+        self._quiet = self._loop.call_later(resources.QUIET_MS / 1000, self._trim_if_quiet)
+
+    def _trim_if_quiet(self) -> None:
+        """As the reader thread trims when its poll() times out: after much traffic, quiet."""
+        self._quiet = None
+        if self._reads == self._quiet_since:
+            resources.trim()
+        elif resources.quiet_ms() is not None:
+            self._arm_quiet()
+
+    def put(self, messages: list[bytes]) -> None:
+        cost = _cost(messages)
+        self._groups.append((deque(messages), cost))
+        self._cost += cost
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            _resolve(waiter)
+
+    def take(self) -> deque[bytes] | None:
+        """The oldest group, or None if nothing waits; EOFError once closed and empty."""
+        if not self._groups:
+            if self.closed:
+                raise EOFError("the server is stopped and every received message was taken")
+            return None
+        group, cost = self._groups.popleft()
+        self._cost -= cost
+        if self._paused is not None and not self._full():
+            wait, self._paused = self._paused, None
+            self._follow(wait)
+        return group
+
+    def waiter(self) -> asyncio.Future[None]:
+        """A future resolved when a group arrives or the intake closes."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        return waiter
+
+    def forget(self, waiter: asyncio.Future[None]) -> None:
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+
+    def close(self) -> None:
+        """Read no more (on the loop thread); the iteration still takes what is here."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._loop is not None:
+            self._unwatch()
+        for handle in (self._timer, self._quiet):
+            if handle is not None:
+                handle.cancel()
+        if self._reader is not None:
+            self._reader.close()
+        self._wake()
+
+    def close_soon(self) -> None:
+        """close() from any thread."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self.close)
+        except RuntimeError:  # the loop is closed: nothing watches in_pipe any more
+            if self._reader is not None:
+                self._reader.close()
+
+    def drain(self) -> int:
+        """Forget what was never taken; returns how many messages that was."""
+        left = sum(len(group) for group, _ in self._groups)
+        self._groups.clear()
+        self._cost = 0
+        return left
+
+
+class _Core(PipeIOServer):
+    """The threaded server, whose reader pumps in the loop's callbacks (the intake), and
+    whose writer thread takes the loop's batches: the loop thread never waits for its lock
+    to release one."""
+
+    def __init__(self, intake: _Intake, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         assert self._writer is not None
         self._writer.patient_senders = False
+        self._intake = intake
+
+    def _start_reading(self, reader: Reader) -> None:
+        reader.open()
+        self._intake.watch(asyncio.get_running_loop(), reader)
+
+    def _prune(self) -> None:
+        assert self._writer is not None
+        self._writer.prune(wait=False)  # on the loop thread: never wait for the writer
 
     def _dispatch(self, messages: list[bytes]) -> None:
-        self._not_handled(len(messages) - self._inbox.put_many(messages))
+        self._intake.put(messages)
+
+    def _halt(self) -> None:
+        self._intake.close_soon()
+        super()._halt()
 
 
 class AsyncPipeIOServer:
@@ -95,7 +267,9 @@ class AsyncPipeIOServer:
         max_backlog: int | None = DEFAULT_MAX_BACKLOG,
         send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
     ) -> None:
+        self._intake = _Intake(max_backlog, self._reader_failed)
         self._core = _Core(
+            self._intake,
             in_pipe,
             out_pipe,
             permissions,
@@ -106,10 +280,9 @@ class AsyncPipeIOServer:
         )
         assert self._core._writer is not None
         self._writer = self._core._writer
-        self._inbox = self._core._inbox
         self._send_timeout = send_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._local: deque[bytes] = deque()  # taken from the inbox, not yet handed out
+        self._local: deque[bytes] = deque()  # taken from the intake, not yet handed out
         # The message last handed out: framed by the reader, so it holds no newline, and
         # sending it on needs no scan (a 16 MiB message costs the loop no memchr).
         self._handed: bytes | None = None
@@ -118,6 +291,7 @@ class AsyncPipeIOServer:
         self._yield_at = 0.0
         self._stopping: asyncio.Future[None] | None = None
         self._stopper = threading.Thread()  # the thread that stops the server, once started
+        self._failing: asyncio.Future[None] | None = None  # the stop a reader error began
 
     @property
     def in_pipe(self) -> str:
@@ -151,6 +325,7 @@ class AsyncPipeIOServer:
         """
         self._uncork()
         if self._stopping is None:
+            self._intake.close()
             loop = asyncio.get_running_loop()
             self._stopping = loop.create_future()
             self._stopper = threading.Thread(
@@ -187,10 +362,13 @@ class AsyncPipeIOServer:
         off, and the iteration ends."""
         left = len(self._local)
         self._local.clear()
-        with contextlib.suppress(EOFError):  # the inbox is closed: take() ends in EOFError
-            while (group := self._inbox.take()) is not None:
-                left += len(group)
-        self._core._not_handled(left)
+        self._core._not_handled(left + self._intake.drain())
+
+    def _reader_failed(self, error: BaseException) -> None:
+        """An error the reader could not handle: logged, kept in stats.error, and the
+        server stops, as the threaded server does."""
+        self._core._note_failure("the reader", error)
+        self._failing = asyncio.ensure_future(self.stop())
 
     # -- Receiving --------------------------------------------------------------------------
 
@@ -213,26 +391,21 @@ class AsyncPipeIOServer:
     async def _refill(self) -> deque[bytes]:
         """Wait for the next group of messages; StopAsyncIteration once stopped and drained."""
         self._uncork()
-        loop = self._loop
-        if loop is None:
+        if self._loop is None:
             raise RuntimeError("the server is not started: use `async with`")
-        inbox = self._inbox
+        intake = self._intake
         try:
             while not self._local:  # another task iterating the server may have refilled it
-                woken = loop.create_future()
-                when_ready = _resolver(loop, woken)
-                group = inbox.take(when_ready)
+                group = intake.take()
                 if group is None:
+                    waiter = intake.waiter()
                     try:
-                        await woken
+                        await waiter
                     except asyncio.CancelledError:
-                        inbox.forget(when_ready)  # nothing was taken: the next call gets it
+                        intake.forget(waiter)  # nothing was taken: the next call gets it
                         raise
                     self._yield_at = _monotonic() + YIELD_AFTER
-                    if self._local:
-                        break
-                    group = inbox.take()
-                if group is not None:
+                else:
                     self._local = group
         except EOFError:
             raise StopAsyncIteration from None

@@ -1,8 +1,12 @@
-"""The in_pipe side: a thread that reads, frames and dispatches what clients write.
+"""The in_pipe side: reads, frames and dispatches what clients write.
 
 The server holds no write end of in_pipe, so end of file tells it that the last writer
 left: that is when an unterminated tail is known to be dead and can be dropped instead
 of being glued to the next client's first message.
+
+Reader.pump() does the work of one wake-up and says what to wait for next, so the same
+logic runs in a thread of its own (start()) or in an event loop's callbacks (the asyncio
+face).
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ log = logging.getLogger("pipe_io_server")
 # its size.
 READ_SIZE = 64 * 1024
 
+# What pump() asks its driver to wait for before the next pump(); a positive number is a
+# shortage's wait in seconds, which a stop ends early.
+READABLE = -1.0  # until the descriptor `fd` is readable
+AT_ONCE = 0.0  # nothing: a writer may have come during a reopen
+
 
 class Reader:
     def __init__(
@@ -46,16 +55,31 @@ class Reader:
         self._on_failure = on_failure
         self._stopped = threading.Event()  # interrupts the waits of a shortage
         self._wake_lock = threading.Lock()  # stop() writes to the wake-up pipe; _run closes it
-        self._wake_r = self._wake_w = self._fd = -1
+        self._wake_r = self._wake_w = -1
+        self.fd = -1
+        # After a reopen, read without waiting for readiness: a writer that came and went
+        # during the reopen gets no hang-up reported on the new descriptor, only end of file.
+        self._probing = self._fresh = False
+        self._shortage: resources.Shortage | None = None  # a reopen that waits for descriptors
         self.thread = threading.Thread(target=self._run, name="pipe_io_server reader", daemon=True)
 
+    def open(self) -> None:
+        """Open in_pipe: clients can open it for writing from now on."""
+        self.fd = self.fifo.open_read()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):  # EBADF if something closed it under us
+                os.close(self.fd)
+            self.fd = -1
+
     def start(self) -> None:
-        # Opened here, so clients can open in_pipe for writing as soon as start() returns.
-        self._fd = self.fifo.open_read()
+        """Read in a thread of its own."""
+        self.open()
         try:
             self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
-            os.close(self._fd)
+            self.close()
             raise
         self.thread.start()
 
@@ -68,91 +92,102 @@ class Reader:
 
     def _run(self) -> None:
         try:
-            self._read_and_dispatch()
+            self._serve()
         except BaseException as error:
             self._on_failure("the reader thread", error)
         finally:
-            with contextlib.suppress(OSError):  # EBADF if something closed it under us
-                os.close(self._fd)
+            self.close()
             with self._wake_lock:
                 os.close(self._wake_r)
                 os.close(self._wake_w)
                 self._wake_r = self._wake_w = -1
 
-    def _read_and_dispatch(self) -> None:
+    def _serve(self) -> None:
         poller = select.poll()
         poller.register(self._wake_r, select.POLLIN)
-        poller.register(self._fd, select.POLLIN)
-        decoder = self._decoder
-        # After a reopen, read without waiting for poll(): a writer that came and went during
-        # the reopen gets no hang-up reported on the new descriptor, only end of file.
-        probing = fresh = False
-        wake = self._wake_r
+        watched = -1
+        wait = READABLE
         while True:
-            if not probing:
+            if wait == READABLE:
+                if watched != self.fd:
+                    if watched >= 0:
+                        poller.unregister(watched)
+                    poller.register(self.fd, select.POLLIN)
+                    watched = self.fd
                 ready = poller.poll(resources.quiet_ms())
                 if not ready:
                     resources.trim()  # quiet after much traffic
                     continue
-                if any(fd == wake for fd, _ in ready):
+                if any(fd == self._wake_r for fd, _ in ready):
                     return
-            self._before_read()
-            try:
-                count = os.readv(self._fd, (decoder.get_buffer(),))
-            except BlockingIOError:
-                probing = False
-                continue
-            if count:
-                fresh = False
-                messages = decoder.buffer_updated(count)
-                if decoder.discards:
-                    self._report()
-                if messages:
-                    self._stats.received += len(messages)
-                    self._dispatch(messages)
-                    del messages  # an idle reader holds no message
-                resources.note(count)
-            elif probing and fresh:
-                probing = False  # no writer since the reopen: end of file means nothing
-            else:
-                decoder.close()
-                self._report()
-                poller.unregister(self._fd)
-                if not self._reopen():
-                    return
-                poller.register(self._fd, select.POLLIN)
-                probing = fresh = True
+            elif self._stopped.is_set() if wait == AT_ONCE else self._stopped.wait(wait):
+                return
+            wait = self.pump()
 
-    def _reopen(self) -> bool:
+    def pump(self) -> float:
+        """Read what is there (or retry a reopen), dispatch the messages it ends; returns
+        what to wait for before the next call: READABLE, AT_ONCE or seconds."""
+        if self._shortage is not None:
+            self._read_while_short()
+            return self._reopen()
+        self._before_read()
+        decoder = self._decoder
+        try:
+            count = os.readv(self.fd, (decoder.get_buffer(),))
+        except BlockingIOError:
+            self._probing = False
+            return READABLE
+        if count:
+            self._fresh = False
+            messages = decoder.buffer_updated(count)
+            if decoder.discards:
+                self._report()
+            if messages:
+                self._stats.received += len(messages)
+                self._dispatch(messages)
+                del messages  # an idle reader holds no message
+            resources.note(count)
+            return AT_ONCE if self._probing else READABLE
+        if self._probing and self._fresh:
+            self._probing = False  # no writer since the reopen: end of file means nothing
+            return READABLE
+        decoder.close()
+        self._report()
+        return self._reopen()
+
+    def _reopen(self) -> float:
         """Every writer left. A fresh descriptor stops poll() reporting the old hang-up.
 
         The new one is opened before the old one is closed, so there is never an instant
         without a reader, when a client's open() would block or its write() fail. Out of
         descriptors, the old one serves on (a writer that comes is read through it) while
-        the reopen is retried; False if stop() came meanwhile.
+        the reopen is retried after a wait.
         """
-        # Short waits: meanwhile end of file, which tells a dead tail, is seen only between tries.
-        shortage = resources.Shortage(f"cannot reopen {self.fifo.path}", self._stopped, 0.05)
-        while True:
-            try:
-                fresh = self.fifo.open_read()
-            except OSError as error:
-                if not shortage.wait(error):
-                    return False
-                self._read_while_short()
-                continue
-            shortage.over()
-            old, self._fd = self._fd, fresh
-            os.close(old)
-            log.debug("all writers left %s", self.fifo.path)
-            return True
+        try:
+            fresh = self.fifo.open_read()
+        except OSError as error:
+            if self._shortage is None:
+                # Short waits: meanwhile end of file, which tells a dead tail, is seen only
+                # between tries.
+                self._shortage = resources.Shortage(
+                    f"cannot reopen {self.fifo.path}", self._stopped, 0.05
+                )
+            return self._shortage.delay(error)
+        if self._shortage is not None:
+            self._shortage.over()
+            self._shortage = None
+        old, self.fd = self.fd, fresh
+        os.close(old)
+        log.debug("all writers left %s", self.fifo.path)
+        self._probing = self._fresh = True
+        return AT_ONCE
 
     def _read_while_short(self) -> None:
         """Between two tries of a reopen: whatever a new writer sent, through the old end."""
         decoder = self._decoder
         while True:
             try:
-                count = os.readv(self._fd, (decoder.get_buffer(),))
+                count = os.readv(self.fd, (decoder.get_buffer(),))
             except BlockingIOError:
                 return
             if not count:

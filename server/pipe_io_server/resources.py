@@ -85,14 +85,18 @@ class Shortage:
 
     def wait(self, error: OSError) -> bool:
         """Log the shortage if it is new, then wait; False if stopping."""
+        return not self._stop.wait(self.delay(error))
+
+    def delay(self, error: OSError) -> float:
+        """Log the shortage if it is new; how long to wait before the next try (for a caller
+        that cannot block, an event loop). Raises `error` if it is not a shortage."""
         if error.errno not in SHORTAGES:
             raise error
         if self._since is None:
             self._since = time.monotonic()
             log.warning("%s: %s; retrying until it is back", self._what, error.strerror)
-        stopping = self._stop.wait(self._wait)
-        self._wait = min(self._wait * 2, self._longest)
-        return not stopping
+        wait, self._wait = self._wait, min(self._wait * 2, self._longest)
+        return wait
 
     def over(self) -> None:
         if self._since is not None:

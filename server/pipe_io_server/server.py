@@ -27,10 +27,6 @@ STOP_TIMEOUT = 0.9
 _Server = TypeVar("_Server", bound="_PipeServer")
 
 
-def _nothing() -> None:
-    pass
-
-
 def _location(path: str) -> str:
     """Where a path leads, through symlinked folders: two names for one FIFO meet here."""
     folder, name = os.path.split(os.path.abspath(path))
@@ -137,15 +133,22 @@ class _PipeServer:
                     self.stats,
                     self._max_message_size,
                     dispatch=self._dispatch,
-                    before_read=self._writer.prune if self._writer else _nothing,
+                    before_read=self._prune,
                     on_failure=self._failed,
                 )
-                self._reader.start()
+                self._start_reading(self._reader)
             if self._writer is not None:
                 self._writer.start(next(fifos))
         except BaseException:
             self.stop()  # what started stops: no thread and no FIFO outlive a refused start
             raise
+
+    def _start_reading(self, reader: Reader) -> None:
+        reader.start()
+
+    def _prune(self) -> None:
+        if self._writer is not None:
+            self._writer.prune()
 
     def stop(self) -> None:
         """Stop within a second from any state; safe to call twice and from a handler.
@@ -189,13 +192,17 @@ class _PipeServer:
     def _failed(self, where: str, error: BaseException) -> None:
         """What a server thread could not handle ends in a logged, clean stop, never in a
         thread that died while the server looks alive."""
+        self._note_failure(where, error)
+        self.stop()
+
+    def _note_failure(self, where: str, error: BaseException) -> None:
+        """Log the first failure of a running server and keep it in stats.error."""
         with self._state_lock:
             first = self.stats.error is None and self._state == "running"
             if first:
                 self.stats.error = f"{where} raised {error!r}"
         if first:
             log.error("%s raised %r: the server stops", where, error, exc_info=error)
-        self.stop()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the server is stopped; False if the timeout came first."""

@@ -288,11 +288,14 @@ class Writer:
             self._waiters += 1
             return None
 
-    def prune(self) -> None:
-        """Forget the large messages a reader has already taken, without waiting to write."""
-        if self._backlog.reclaimable >= PRUNE_BYTES:
-            with self._lock:
+    def prune(self, wait: bool = True) -> None:
+        """Forget the large messages a reader has already taken, without waiting to write
+        (nor, unless `wait`, for the lock)."""
+        if self._backlog.reclaimable >= PRUNE_BYTES and self._lock.acquire(wait):
+            try:
                 self._acknowledge()
+            finally:
+                self._lock.release()
 
     def _acknowledge(self) -> None:
         """Forget what the reader has taken (lock held, a reader connected)."""

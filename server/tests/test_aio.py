@@ -25,7 +25,10 @@ from typing import Any, Callable, TypeVar
 import pytest
 from conftest import RawClient, finish, peer, wait_ready
 from pipe_io_server import BacklogFull, aio
+from pipe_io_server import reader as reading
 from pipe_io_server.aio import AsyncPipeIOServer, ServerStopped
+from pipe_io_server.framing import Decoder
+from pipe_io_server.stats import Stats
 
 T = TypeVar("T")
 
@@ -418,6 +421,32 @@ def test_a_blocked_reader_sees_end_of_file_at_stop(pipes: tuple[str, str]) -> No
     assert run(main()) == [b"before the stop"]
 
 
+def test_an_internal_error_of_the_reader_is_a_clean_stop(
+    pipes: tuple[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An error the reader's step does not expect (here a bug in the framing) stops the face
+    as it stops the threaded server: logged, kept in stats.error, the iteration ended, no
+    FIFO and no thread left."""
+
+    def broken(self: Decoder, count: int) -> list[bytes]:
+        raise RuntimeError("a bug in the framing")
+
+    monkeypatch.setattr(Decoder, "buffer_updated", broken)
+
+    async def main() -> tuple[list[bytes], Stats]:
+        async with AsyncPipeIOServer(*pipes) as server:
+            await off_loop(finish, peer("send", server.in_pipe, b"x\n".hex()))
+            got = [message async for message in server]  # ends: the server stopped itself
+        return got, server.stats
+
+    got, stats = run(main(), 10)
+    assert got == []
+    assert stats.error is not None and "a bug in the framing" in stats.error
+    assert "a bug in the framing" in caplog.text
+    assert not os.path.exists(pipes[0]) and not os.path.exists(pipes[1])
+    assert not [t for t in threading.enumerate() if t.name.startswith("pipe_io_server")]
+
+
 # 10. Back-pressure is awaited, not raised
 
 
@@ -708,8 +737,9 @@ READ_ALL = (
 
 
 FLOOD = (
-    "import os, sys, time\n"
+    "import fcntl, os, sys, time\n"
     "fd = os.open(sys.argv[1], os.O_WRONLY)\n"
+    "fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, int(sys.argv[3]))\n"
     "chunk = (b'f' * 64 + b'\\n') * 1024\n"
     "end, count = time.monotonic() + float(sys.argv[2]), 0\n"
     "while time.monotonic() < end:\n"
@@ -771,9 +801,15 @@ def test_a_flood_of_64_byte_messages_never_holds_the_loop(
     yield_after: float,
 ) -> None:
     """As is, the face returns to the loop every half millisecond; made to return only every
-    20 ms, it must be caught holding the loop: the judgement can fail."""
+    20 ms, and given reads of a MiB (some 16,000 messages, handed out before the loop can
+    run again), it must be caught holding the loop: the judgement can fail."""
+    held = yield_after != aio.YIELD_AFTER
     monkeypatch.setattr(aio, "YIELD_AFTER", yield_after)
-    seconds = "3" if yield_after == aio.YIELD_AFTER else "1"
+    pipe_size = str(reading.READ_SIZE)
+    if held:
+        monkeypatch.setattr(reading, "READ_SIZE", 1024 * 1024)
+        pipe_size = str(1024 * 1024)
+    seconds = "1" if held else "3"
 
     async def main() -> tuple[list[float], int, int]:
         async with AsyncPipeIOServer(*pipes) as server:
@@ -783,7 +819,8 @@ def test_a_flood_of_64_byte_messages_never_holds_the_loop(
 
             async def load() -> int:
                 writer = subprocess.Popen(
-                    [sys.executable, "-c", FLOOD, server.in_pipe, seconds], stdout=subprocess.PIPE
+                    [sys.executable, "-c", FLOOD, server.in_pipe, seconds, pipe_size],
+                    stdout=subprocess.PIPE,
                 )
                 out, _ = await off_loop(writer.communicate, None, 20)
                 return int(out)

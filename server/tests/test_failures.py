@@ -153,8 +153,9 @@ def test_a_reply_accepted_before_stop_counts_as_sent_and_as_dropped(pipes: tuple
     assert server.stats.sent == 1
 
 
-def test_the_fd_limit_is_waited_out_and_service_resumes(pipes: tuple[str, str]) -> None:
-    server = ServerProcess(*pipes, "echo")
+@pytest.mark.parametrize("face", ["echo", "aio"], ids=["threaded", "asyncio"])
+def test_the_fd_limit_is_waited_out_and_service_resumes(pipes: tuple[str, str], face: str) -> None:
+    server = ServerProcess(*pipes, face)
     try:
         client = RawClient(*pipes)
         client.send(b"before\n")
@@ -181,8 +182,9 @@ def test_the_fd_limit_is_waited_out_and_service_resumes(pipes: tuple[str, str]) 
     assert "'error': None" in stats
 
 
-def test_stop_at_the_fd_limit_is_clean(pipes: tuple[str, str]) -> None:
-    server = ServerProcess(*pipes, "echo")
+@pytest.mark.parametrize("face", ["echo", "aio"], ids=["threaded", "asyncio"])
+def test_stop_at_the_fd_limit_is_clean(pipes: tuple[str, str], face: str) -> None:
+    server = ServerProcess(*pipes, face)
     try:
         client = RawClient(*pipes)
         client.send(b"x\n")

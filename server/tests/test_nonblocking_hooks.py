@@ -1,128 +1,54 @@
 """The core's hooks for a consumer or a sender that must not block (the asyncio face): an
-inbox taken a read at a time with a callback when more arrives, a send that reports a full
-backlog instead of waiting, and a batch its owner leaves to the writer thread."""
+intake taken a read at a time that wakes its waiters when more arrives, a send that reports
+a full backlog instead of waiting, and a batch its owner leaves to the writer thread."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
 import pytest
 from conftest import finish, in_thread, peer
 from pipe_io_server import BacklogFull, PipeIOServer
+from pipe_io_server.aio import _Intake
 from pipe_io_server.backlog import BATCH_BYTES, Backlog
-from pipe_io_server.framing import MESSAGE_OVERHEAD
-from pipe_io_server.inbox import Inbox
 from pipe_io_server.writer import ServerStopped, Writer
 
-# Inbox
+# The asyncio face's intake
 
 
-def test_put_many_queues_a_group_that_take_returns_whole() -> None:
-    inbox = Inbox(None)
-    assert inbox.put_many([b"a", b"b"]) == 2
-    assert inbox.put_many([b"c"]) == 1
-    group = inbox.take()
-    assert group is not None and list(group) == [b"a", b"b"]
-    assert inbox.get(0) == b"c"  # the pull API reads the same queue, in order
-    assert inbox.take() is None
+def test_the_intake_hands_out_each_read_whole_and_in_order() -> None:
+    async def main() -> None:
+        intake = _Intake(None, on_error=lambda error: None)
+        assert intake.take() is None
+        waiter = intake.waiter()
+        intake.put([b"a", b"b"])
+        intake.put([b"c"])
+        assert waiter.done()
+        first, second = intake.take(), intake.take()
+        assert first is not None and list(first) == [b"a", b"b"]
+        assert second is not None and list(second) == [b"c"]
+        assert intake.take() is None
+
+    asyncio.run(main())
 
 
-def test_get_reads_across_groups_in_order() -> None:
-    inbox = Inbox(None)
-    inbox.put_many([b"1", b"2", b"3"])
-    inbox.put(b"4")
-    inbox.put_many([b"5"])
-    assert [inbox.get(0) for _ in range(5)] == [b"1", b"2", b"3", b"4", b"5"]
-    with pytest.raises(TimeoutError):
-        inbox.get(0)
+def test_the_intake_wakes_its_waiters_at_close_then_ends_once_drained() -> None:
+    async def main() -> None:
+        intake = _Intake(None, on_error=lambda error: None)
+        withdrawn, kept = intake.waiter(), intake.waiter()
+        intake.forget(withdrawn)
+        intake.put([b"last"])
+        intake.close()
+        assert kept.done() and not withdrawn.done()
+        group = intake.take()
+        assert group is not None and list(group) == [b"last"]  # what came before the close
+        with pytest.raises(EOFError):
+            intake.take()
+        assert intake.drain() == 0
 
-
-def test_put_many_waits_for_room_message_by_message() -> None:
-    cost = 100 + MESSAGE_OVERHEAD
-    inbox = Inbox(3 * cost)
-    messages = [b"%03d" % i + b"x" * 97 for i in range(7)]
-    queued: list[int] = []
-    putting = in_thread(lambda: queued.append(inbox.put_many(messages)))
-    time.sleep(0.2)
-    assert putting.is_alive(), "put_many did not wait for room"
-    first = inbox.take()
-    assert first is not None and list(first) == messages[:3]  # what fit, nothing more
-    taken = list(first)
-    while len(taken) < len(messages):
-        group = inbox.take()
-        if group is None:
-            time.sleep(0.01)
-            continue
-        assert len(group) <= 3
-        taken.extend(group)
-    putting.join(5)
-    assert queued == [7]
-    assert taken == messages
-
-
-def test_a_message_larger_than_the_limit_enters_an_empty_inbox() -> None:
-    inbox = Inbox(10)
-    queued: list[int] = []
-    putting = in_thread(lambda: queued.append(inbox.put_many([b"x" * 100, b"y" * 100])))
-    groups: list[list[bytes]] = []
-    deadline = time.monotonic() + 5
-    while len(groups) < 2 and time.monotonic() < deadline:
-        group = inbox.take()
-        if group is None:
-            time.sleep(0.01)
-        else:
-            groups.append(list(group))
-    putting.join(5)
-    assert groups == [[b"x" * 100], [b"y" * 100]]  # one at a time, each alone
-    assert queued == [2]
-
-
-def test_put_many_returns_how_many_were_queued_once_closed() -> None:
-    inbox = Inbox(2 * (1 + MESSAGE_OVERHEAD))
-    queued: list[int] = []
-    putting = in_thread(lambda: queued.append(inbox.put_many([b"a", b"b", b"c", b"d"])))
-    time.sleep(0.2)
-    assert inbox.close() == 2
-    putting.join(5)
-    assert queued == [2]
-    assert inbox.get(0) == b"a" and inbox.get(0) == b"b"
-    with pytest.raises(EOFError):
-        inbox.take()
-
-
-def test_take_calls_back_once_when_messages_arrive() -> None:
-    inbox = Inbox(None)
-    calls: list[str] = []
-    assert inbox.take(lambda: calls.append("ready")) is None
-    inbox.put_many([b"m"])
-    inbox.put(b"n")
-    assert calls == ["ready"]  # once, not per put
-
-
-def test_take_calls_back_at_close_and_forget_withdraws() -> None:
-    inbox = Inbox(None)
-    calls: list[str] = []
-
-    def withdrawn() -> None:
-        calls.append("withdrawn")
-
-    assert inbox.take(withdrawn) is None
-    assert inbox.take(lambda: calls.append("closed")) is None
-    inbox.forget(withdrawn)
-    inbox.close()
-    assert calls == ["closed"]
-    with pytest.raises(EOFError):
-        inbox.take()
-
-
-def test_a_single_put_costs_no_group_of_its_own() -> None:
-    """The pull API queues messages one by one: each joins the last group."""
-    inbox = Inbox(None)
-    for i in range(1000):
-        inbox.put(b"%d" % i)
-    group = inbox.take()
-    assert group is not None and len(group) == 1000
+    asyncio.run(main())
 
 
 # Writer
