@@ -397,12 +397,13 @@ def main() -> None:
     parser.add_argument("--max-message-size", type=int, default=64 << 20)
     parser.add_argument("--fault", action="append", default=[], choices=sorted(FAULTS))
     args = parser.parse_args()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    # The handler only sets a flag: it may run inside a wait that holds a lock it would need.
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
     port = Port(args.in_pipe, args.out_pipe, args.max_message_size, set(args.fault))
     port.start()
-    while not stop.wait(0.05):
-        pass
+    while not stopping:
+        time.sleep(0.05)
     os._exit(port.stop())
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
+import time
 
 from pipe_io_server import PipeIOServer
 
@@ -19,12 +19,13 @@ class Echo(PipeIOServer):
 
 
 def main(in_pipe: str, out_pipe: str) -> int:
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    # The handler only sets a flag: it may run inside a wait that holds a lock it would need.
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
     server = Echo(in_pipe, out_pipe)
     server.start()
-    while not stop.wait(0.05):
-        pass
+    while not stopping:
+        time.sleep(0.05)
     server.stop()
     return 0
 
