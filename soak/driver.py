@@ -279,8 +279,12 @@ class Driver:
             return True
         slow = time.monotonic() - began > 2 * self.args.send_timeout + 0.3
         if slow and not self.pool.children and gates.reader_gate():
-            self.pool.spawn("reader", {"reader"}, 12, None, seconds=2, want=1 << 40, pause=0)
+            self.spawn_taker()
         return False
+
+    def spawn_taker(self) -> None:
+        """A reader that takes whatever waits in out_pipe for two seconds."""
+        self.pool.spawn("reader", {"reader"}, 12, None, seconds=2, want=1 << 40, pause=0)
 
     def drain_in_pipe(self) -> None:
         """Wait until the handler stops moving (it may wait send_timeout per message).
@@ -305,7 +309,7 @@ class Driver:
                 break
             last = state["position"]
             if self.gates.reader_gate():
-                self.pool.spawn("reader", {"reader"}, 12, None, seconds=2, want=1 << 40, pause=0)
+                self.spawn_taker()
         self.wait_for(lambda: not self.pool.children, 20)
         self.wait_for(self.gates.reader_gate, GATE_TIMEOUT + 1)
 

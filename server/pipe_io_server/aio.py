@@ -192,8 +192,7 @@ class _Intake:
         if self.closed:
             return
         self.closed = True
-        if self._loop is not None:
-            self._unwatch()
+        self._unwatch()
         for handle in (self._timer, self._quiet):
             if handle is not None:
                 handle.cancel()

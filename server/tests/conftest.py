@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from pipe_io_server import PipeIOServer
+from pipe_io_server.reader import Reader
 
 PEER = str(Path(__file__).with_name("peer.py"))
 
@@ -183,3 +184,19 @@ def flood(path: str, chunk: bytes, seconds: float) -> subprocess.Popen[bytes]:
         "    os.write(fd, chunk)\n"
     )
     return subprocess.Popen([sys.executable, "-c", code, path, chunk.hex(), str(seconds)])
+
+
+def hit_and_run_at_the_next_reopen(reader: Reader) -> None:
+    """The next time `reader` reopens in_pipe, a writer writes a tail and leaves in the instant
+    between the server's decision to reopen and the new descriptor."""
+    real_open = reader.fifo.open_read
+    path = reader.fifo.path
+
+    def open_after_a_hit_and_run_writer() -> int:
+        reader.fifo.open_read = real_open  # type: ignore[method-assign]
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        os.write(fd, b"tail without newline")
+        os.close(fd)
+        return real_open()
+
+    reader.fifo.open_read = open_after_a_hit_and_run_writer  # type: ignore[method-assign]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import pytest
-from conftest import RawClient, finish, peer, wait_ready
+from conftest import RawClient, finish, hit_and_run_at_the_next_reopen, peer, wait_ready
 from pipe_io_server import BacklogFull, aio
 from pipe_io_server import reader as reading
 from pipe_io_server.aio import AsyncPipeIOServer, ServerStopped
@@ -245,6 +245,24 @@ def test_the_tail_of_a_killed_client_is_dropped(pipes: tuple[str, str]) -> None:
             return [first, second], server.stats.tails_discarded
 
     assert run(main()) == ([b"whole", b"next"], 1)
+
+
+def test_a_writer_that_comes_and_goes_while_the_loop_reopens(pipes: tuple[str, str]) -> None:
+    """A tail written in the instant the loop reopens in_pipe is dropped, not glued: the
+    loop reads the fresh descriptor at once, since no hang-up would ever be reported on it."""
+
+    async def main() -> tuple[list[bytes], int]:
+        async with AsyncPipeIOServer(*pipes) as server:
+            assert server._core._reader is not None
+            hit_and_run_at_the_next_reopen(server._core._reader)
+            await off_loop(finish, peer("send", server.in_pipe, b"first\n".hex()))
+            first = await server.__anext__()
+            assert await until(lambda: server.stats.tails_discarded == 1, 10)
+            await off_loop(finish, peer("send", server.in_pipe, b"next\n".hex()))
+            second = await server.__anext__()
+            return [first, second], server.stats.tails_discarded
+
+    assert run(main()) == ([b"first", b"next"], 1)
 
 
 # 6. Outbound: messages wait for a reader; a reader that leaves midway costs nothing

@@ -17,6 +17,7 @@ from conftest import (
     RawClient,
     eventually,
     finish,
+    hit_and_run_at_the_next_reopen,
     in_thread,
     peer,
     returns_within,
@@ -332,18 +333,8 @@ def test_a_handler_cannot_send_a_newline_whatever_it_received(pipes: tuple[str, 
 
 def test_writer_that_comes_and_goes_while_the_server_reopens(pull: PipeIOServer) -> None:
     """A tail written in the instant the server reopens in_pipe is still dropped, not glued."""
-    reader = pull._reader
-    assert reader is not None
-    real_open = reader.fifo.open_read
-
-    def open_after_a_hit_and_run_writer() -> int:
-        reader.fifo.open_read = real_open  # type: ignore[method-assign]
-        fd = os.open(pull.in_pipe, os.O_WRONLY | os.O_NONBLOCK)
-        os.write(fd, b"tail without newline")
-        os.close(fd)
-        return real_open()
-
-    reader.fifo.open_read = open_after_a_hit_and_run_writer  # type: ignore[method-assign]
+    assert pull._reader is not None
+    hit_and_run_at_the_next_reopen(pull._reader)
     finish(peer("send", pull.in_pipe, b"first\n".hex()))
     assert pull.recv_message(timeout=10) == b"first"
     assert eventually(lambda: pull.stats.tails_discarded == 1)
