@@ -48,6 +48,10 @@ CHECK_EVERY = 32
 
 _monotonic = time.monotonic
 
+# The most one read of in_pipe takes on the loop: a long message is read a quarter of a pipe's
+# capacity per callback (a copy and its page faults, some 0.2 ms), not a whole pipe's worth.
+LOOP_READ_BYTES = 256 * 1024
+
 
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
@@ -231,6 +235,7 @@ class _Core(PipeIOServer):
         self._intake = intake
 
     def _start_reading(self, reader: Reader) -> None:
+        reader.max_read = LOOP_READ_BYTES
         reader.open()
         self._intake.watch(asyncio.get_running_loop(), reader)
 

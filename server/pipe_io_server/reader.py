@@ -61,6 +61,10 @@ class Reader:
         # during the reopen gets no hang-up reported on the new descriptor, only end of file.
         self._probing = self._fresh = False
         self._shortage: resources.Shortage | None = None  # a reopen that waits for descriptors
+        # At most this many bytes per read (None: what the pipe holds). A long message is read
+        # in place, up to a pipe's capacity at a time; an event loop that reads wants less per
+        # callback, each read of fresh memory being a copy and its page faults.
+        self.max_read: int | None = None
         self.thread = threading.Thread(target=self._run, name="pipe_io_server reader", daemon=True)
 
     def open(self) -> None:
@@ -133,7 +137,7 @@ class Reader:
         self._before_read()
         decoder = self._decoder
         try:
-            count = os.readv(self.fd, (decoder.get_buffer(),))
+            count = os.readv(self.fd, (self._buffer(),))
         except BlockingIOError:
             self._probing = False
             return READABLE
@@ -154,6 +158,10 @@ class Reader:
         decoder.close()
         self._report()
         return self._reopen()
+
+    def _buffer(self) -> memoryview:
+        buffer = self._decoder.get_buffer()
+        return buffer if self.max_read is None else buffer[: self.max_read]
 
     def _reopen(self) -> float:
         """Every writer left. A fresh descriptor stops poll() reporting the old hang-up.
@@ -187,7 +195,7 @@ class Reader:
         decoder = self._decoder
         while True:
             try:
-                count = os.readv(self.fd, (decoder.get_buffer(),))
+                count = os.readv(self.fd, (self._buffer(),))
             except BlockingIOError:
                 return
             if not count:
